@@ -1,0 +1,1 @@
+"""BARD core: the method, framework-free (no Prefect, no Ray)."""

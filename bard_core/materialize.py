@@ -1,0 +1,184 @@
+"""Materialization: valid tiers (+ gold traces) -> SFT chat records, RL prompts, split, dataset card."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from bard_core.budget import BudgetSpec, render_assistant, render_user
+from bard_core.prompting import PromptTemplate
+
+TRAIN, VALIDATION = "train", "validation"
+
+
+def assign_split(problem_id: str, val_fraction: float, seed: int) -> str:
+    """Deterministic split by problem (never by row): all tiers of a problem land on the same side."""
+    digest = hashlib.sha256(f"{seed}|{problem_id}".encode()).digest()
+    return VALIDATION if int.from_bytes(digest[:8], "big") / 2**64 < val_fraction else TRAIN
+
+
+def sft_records(
+    tiers: Sequence[Mapping[str, Any]],
+    gold: Sequence[Mapping[str, Any]],
+    problems: Mapping[str, Mapping[str, Any]],
+    template: PromptTemplate,
+    include_gold: bool,
+) -> list[dict[str, Any]]:
+    """Chat records under the budget contract: user turn with the budget, assistant turn with think+answer."""
+    records = []
+    sources: list[tuple[str, Mapping[str, Any], int]] = [
+        ("compressed", t, int(t["budget_tokens"])) for t in tiers if t["valid"]
+    ]
+    if include_gold:
+        # The uncompressed gold trace teaches the budget at its own length.
+        sources += [("gold", g, int(g["reasoning_tokens"])) for g in gold]
+    for kind, row, budget in sources:
+        problem = problems[row["problem_id"]]
+        records.append(
+            {
+                "problem_id": row["problem_id"],
+                "budget_tokens": budget,
+                "reasoning_tokens": int(row["reasoning_tokens"]),
+                "kind": kind,
+                "prompt": [{"role": "user", "content": render_user(template, problem["problem"], budget)}],
+                "completion": [{"role": "assistant", "content": render_assistant(row["reasoning"], row["final"])}],
+            }
+        )
+    return records
+
+
+def rl_records(
+    problem_ids: Sequence[str],
+    problems: Mapping[str, Mapping[str, Any]],
+    spec: BudgetSpec,
+    template: PromptTemplate,
+) -> list[dict[str, Any]]:
+    """One RL prompt per (problem, tier); the RL stage draws budgets from these."""
+    records = []
+    for problem_id in problem_ids:
+        problem = problems[problem_id]
+        meta = json.loads(problem["meta"])
+        for budget in spec.tiers_tokens:
+            records.append(
+                {
+                    "problem_id": problem_id,
+                    "problem": problem["problem"],
+                    "answer": problem["answer"],
+                    "budget_tokens": budget,
+                    "prompt": [{"role": "user", "content": render_user(template, problem["problem"], budget)}],
+                    "grader": meta.get("grader", "math"),
+                    "meta": problem["meta"],
+                }
+            )
+    return records
+
+
+def length_summary(values: Sequence[int]) -> dict[str, float]:
+    if not values:
+        return {"n": 0}
+    return {
+        "n": len(values),
+        "mean": round(statistics.fmean(values), 1),
+        "median": float(statistics.median(values)),
+        "min": float(min(values)),
+        "max": float(max(values)),
+    }
+
+
+def dataset_stats(
+    sft: Sequence[Mapping[str, Any]],
+    rl: Sequence[Mapping[str, Any]],
+    tiers: Sequence[Mapping[str, Any]],
+    spec: BudgetSpec,
+) -> dict[str, Any]:
+    """Counts per tier and split, length summaries, rejection reasons: the card's numbers."""
+    per_tier: dict[str, dict[str, Any]] = {}
+    for budget in spec.tiers_tokens:
+        rows = [t for t in tiers if int(t["budget_tokens"]) == budget]
+        valid = [int(t["reasoning_tokens"]) for t in rows if t["valid"]]
+        per_tier[str(budget)] = {
+            "attempted": len(rows),
+            "valid": len(valid),
+            "rejected": len(rows) - len(valid),
+            "reasoning_tokens": length_summary(valid),
+            "within_tolerance": sum(spec.within(v, budget) for v in valid),
+        }
+    reasons = Counter(str(t["reject_reason"]).split(":")[0] for t in tiers if not t["valid"])
+    splits: dict[str, Counter[str]] = defaultdict(Counter)
+    for r in sft:
+        splits[r["split"]][r["kind"]] += 1
+    gold_lengths = [int(r["reasoning_tokens"]) for r in sft if r["kind"] == "gold"]
+    return {
+        "problems": len({r["problem_id"] for r in sft}),
+        "sft_records": {split: dict(kinds) for split, kinds in sorted(splits.items())},
+        "rl_prompts": dict(sorted(Counter(r["split"] for r in rl).items())),
+        "tiers": per_tier,
+        "gold_reasoning_tokens": length_summary(gold_lengths),
+        "reject_reasons": dict(sorted(reasons.items())),
+    }
+
+
+def dataset_card(stats: Mapping[str, Any], spec: BudgetSpec, files: Sequence[str], plot: str | None) -> str:
+    lines = [
+        "# BARD dataset card",
+        "",
+        f"- problems with at least one SFT record: **{stats['problems']}**",
+        f"- budget tiers (student reasoning tokens): {list(spec.tiers_tokens)}; fidelity `{spec.shape.value}`, "
+        f"tolerance {spec.tolerance:.0%}",
+        f"- SFT records: {json.dumps(stats['sft_records'])}",
+        f"- RL prompts: {json.dumps(stats['rl_prompts'])}",
+        f"- gold traces (uncompressed) reasoning tokens: {json.dumps(stats['gold_reasoning_tokens'])}",
+        "",
+        "## Compression per tier",
+        "",
+        "| tier | attempted | valid | rejected | mean tokens | median | min | max |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for tier, row in stats["tiers"].items():
+        s = row["reasoning_tokens"]
+        cells = [s.get(k, "–") for k in ("mean", "median", "min", "max")]
+        lines.append(
+            f"| {tier} | {row['attempted']} | {row['valid']} | {row['rejected']} | "
+            + " | ".join(map(str, cells))
+            + " |"
+        )
+    lines += ["", "## Rejection reasons", "", "| reason | count |", "|---|---:|"]
+    lines += [f"| {reason} | {count} |" for reason, count in stats["reject_reasons"].items()] or ["| (none) | 0 |"]
+    if plot:
+        lines += ["", "## Reasoning length per tier", "", f"![reasoning length histograms]({plot})"]
+    lines += ["", "## Files", ""] + [f"- `{name}`" for name in files]
+    lines += [
+        "",
+        'Load with `datasets.load_dataset("parquet", data_files={"train": "sft_train.parquet", '
+        '"validation": "sft_validation.parquet"})`.',
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def build_dataset(
+    tiers: Sequence[Mapping[str, Any]],
+    gold: Sequence[Mapping[str, Any]],
+    problems: Mapping[str, Mapping[str, Any]],
+    template: PromptTemplate,
+    spec: BudgetSpec,
+    include_gold: bool,
+    val_fraction: float,
+    split_seed: int,
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[dict[str, Any]]], dict[str, Any]]:
+    """(SFT records by split, RL prompts by split, card stats)."""
+    sft = sft_records(tiers, gold, problems, template, include_gold)
+    for record in sft:
+        record["split"] = assign_split(record["problem_id"], val_fraction, split_seed)
+    trained = sorted({r["problem_id"] for r in sft})
+    rl = rl_records(trained, problems, spec, template)
+    for record in rl:
+        record["split"] = assign_split(record["problem_id"], val_fraction, split_seed)
+    stats = dataset_stats(sft, rl, tiers, spec)
+    by_split = {s: [r for r in sft if r["split"] == s] for s in (TRAIN, VALIDATION)}
+    rl_by_split = {s: [r for r in rl if r["split"] == s] for s in (TRAIN, VALIDATION)}
+    return by_split, rl_by_split, stats

@@ -1,0 +1,122 @@
+"""Arrow schemas of every artifact table: the data contracts between stages, in one module.
+
+Each stage validates the tables it reads with ``conform``; a missing column or an incompatible type
+fails with the artifact, the column and the stage that needed it.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
+CHAT = pa.list_(MESSAGE)
+
+PROBLEMS = pa.schema(
+    [
+        pa.field("problem_id", pa.string(), nullable=False),
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("problem", pa.string(), nullable=False),
+        pa.field("answer", pa.string(), nullable=False),
+        pa.field("split", pa.string(), nullable=False),
+        pa.field("meta", pa.string(), nullable=False),  # JSON object; holds "grader" and source extras
+    ]
+)
+
+TRACES = pa.schema(
+    [
+        pa.field("problem_id", pa.string(), nullable=False),
+        pa.field("sample_idx", pa.int32(), nullable=False),
+        pa.field("teacher", pa.string(), nullable=False),
+        pa.field("reasoning", pa.string()),  # null when the output had no think block
+        pa.field("final", pa.string(), nullable=False),
+        pa.field("pred_answer", pa.string()),  # null when no answer could be parsed
+        pa.field("correct", pa.bool_(), nullable=False),
+        pa.field("reasoning_tokens", pa.int32(), nullable=False),  # student tokenizer
+        pa.field("finish_reason", pa.string(), nullable=False),
+        pa.field("gen_tokens", pa.int32(), nullable=False),  # teacher tokenizer
+        pa.field("is_gold", pa.bool_(), nullable=False),
+        pa.field("error", pa.string()),
+    ]
+)
+
+TIERS = pa.schema(
+    [
+        pa.field("problem_id", pa.string(), nullable=False),
+        pa.field("budget_tokens", pa.int32(), nullable=False),
+        pa.field("source_tokens", pa.int32(), nullable=False),  # gold trace length it was compressed from
+        pa.field("reasoning", pa.string()),
+        pa.field("final", pa.string()),
+        pa.field("reasoning_tokens", pa.int32()),
+        pa.field("answer_kept", pa.bool_(), nullable=False),
+        pa.field("valid", pa.bool_(), nullable=False),
+        pa.field("attempts", pa.int32(), nullable=False),
+        pa.field("reject_reason", pa.string()),
+        pa.field("compressor", pa.string(), nullable=False),
+    ]
+)
+
+SFT = pa.schema(
+    [
+        pa.field("problem_id", pa.string(), nullable=False),
+        pa.field("budget_tokens", pa.int32(), nullable=False),
+        pa.field("reasoning_tokens", pa.int32(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),  # "compressed" or "gold"
+        pa.field("prompt", CHAT, nullable=False),  # TRL conversational prompt-completion format
+        pa.field("completion", CHAT, nullable=False),
+    ]
+)
+
+RL = pa.schema(
+    [
+        pa.field("problem_id", pa.string(), nullable=False),
+        pa.field("problem", pa.string(), nullable=False),
+        pa.field("answer", pa.string(), nullable=False),
+        pa.field("budget_tokens", pa.int32(), nullable=False),
+        pa.field("prompt", CHAT, nullable=False),
+        pa.field("grader", pa.string(), nullable=False),
+        pa.field("meta", pa.string(), nullable=False),
+    ]
+)
+
+REJECTIONS = pa.schema(
+    [
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("row", pa.int64()),  # 1-based line/row in the source, when there is one
+        pa.field("problem_id", pa.string()),
+        pa.field("reason", pa.string(), nullable=False),
+        pa.field("detail", pa.string()),
+    ]
+)
+
+
+class SchemaMismatchError(ValueError):
+    """A table does not match the contract of the artifact it came from."""
+
+
+def conform(table: pa.Table, schema: pa.Schema, artifact: str, stage: str) -> pa.Table:
+    """Select and cast ``table`` to ``schema``; say which column is missing or mistyped, where."""
+    missing = [f.name for f in schema if f.name not in table.column_names]
+    if missing:
+        raise SchemaMismatchError(
+            f"stage {stage!r} reads {artifact} but column(s) {missing} are missing "
+            f"(present: {table.column_names}). The artifact was written by an incompatible version or a "
+            "different stage; re-create it, or point the stage at the right input."
+        )
+    columns = []
+    for field in schema:
+        column = table.column(field.name)
+        if not column.type.equals(field.type):
+            try:
+                column = column.cast(field.type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise SchemaMismatchError(
+                    f"stage {stage!r} reads {artifact}: column {field.name!r} has type {column.type}, "
+                    f"expected {field.type} ({exc})"
+                ) from exc
+        if not field.nullable and column.null_count:
+            raise SchemaMismatchError(
+                f"stage {stage!r} reads {artifact}: column {field.name!r} has {column.null_count} null(s) "
+                "but the contract forbids nulls"
+            )
+        columns.append(column)
+    return pa.Table.from_arrays(columns, schema=schema)

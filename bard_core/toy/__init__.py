@@ -1,0 +1,1 @@
+"""The toy world: reasoning-gym problems, the oracle engine and the toy student tokenizer."""
