@@ -1,0 +1,104 @@
+"""Batch jobs run by engine actors: thin adapters from Arrow rows to ``bard_core`` sampling/compression.
+
+A ``*JobSpec`` is small and picklable (it travels to the actor); calling it builds the job inside
+the actor, where the engine is loaded and the student tokenizer fetched from the store.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bard_core import schemas
+from bard_core.budget import BudgetSpec
+from bard_core.compression import CompressionJob, CompressorPrompts, compress_batch
+from bard_core.config import EngineConfig
+from bard_core.engine import SamplingParams, Usage
+from bard_core.prompting import load_prompt
+from bard_core.sampling import TeacherPrompt, sample_batch
+from bard_core.selection import GoldSelection
+from infra.engines import build_engine
+from infra.tokenizers import load_counter
+
+
+@dataclass(frozen=True)
+class SampleJobSpec:
+    store_root: str
+    endpoint_url: str | None
+    tokenizer_ref: str
+    engine: EngineConfig
+    user_prompt: str
+    system_prompt: str | None
+    params: SamplingParams
+    selection: GoldSelection
+
+    def __call__(self) -> SampleJob:
+        return SampleJob(self)
+
+
+class SampleJob:
+    schema = schemas.TRACES
+
+    def __init__(self, spec: SampleJobSpec) -> None:
+        self.spec = spec
+        self.engine = build_engine(spec.engine)
+        self.counter = load_counter(spec.store_root, spec.endpoint_url, spec.tokenizer_ref)
+        system = load_prompt(spec.system_prompt) if spec.system_prompt else None
+        self.prompt = TeacherPrompt(load_prompt(spec.user_prompt), system)
+
+    def process(self, rows: Sequence[Mapping[str, Any]]) -> tuple[list[list[dict[str, Any]]], Usage]:
+        traces, usage = sample_batch(
+            self.engine, self.counter, rows, self.prompt, self.spec.params, self.spec.selection
+        )
+        by_problem: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for trace in traces:
+            by_problem[trace["problem_id"]].append(trace)
+        return [by_problem[row["problem_id"]] for row in rows], usage
+
+
+@dataclass(frozen=True)
+class CompressJobSpec:
+    store_root: str
+    endpoint_url: str | None
+    tokenizer_ref: str
+    engine: EngineConfig
+    prompts: tuple[str, str, str]  # system, user, feedback prompt refs
+    budget: BudgetSpec
+    params: SamplingParams
+    max_attempts: int
+
+    def __call__(self) -> CompressJob:
+        return CompressJob(self)
+
+
+class CompressJob:
+    schema = schemas.TIERS
+
+    def __init__(self, spec: CompressJobSpec) -> None:
+        self.spec = spec
+        self.engine = build_engine(spec.engine)
+        self.counter = load_counter(spec.store_root, spec.endpoint_url, spec.tokenizer_ref)
+        system, user, feedback = (load_prompt(ref) for ref in spec.prompts)
+        self.prompts = CompressorPrompts(system, user, feedback)
+
+    def process(self, rows: Sequence[Mapping[str, Any]]) -> tuple[list[list[dict[str, Any]]], Usage]:
+        jobs = [
+            CompressionJob(
+                problem_id=row["problem_id"],
+                problem=row["problem"],
+                answer=row["answer"],
+                meta=json.loads(row["meta"]),
+                reasoning=row["reasoning"],
+                final=row["final"],
+                source_tokens=row["source_tokens"],
+                budget_tokens=row["budget_tokens"],
+            )
+            for row in rows
+        ]
+        tiers, usage = compress_batch(
+            self.engine, self.counter, jobs, self.prompts, self.spec.budget, self.spec.params, self.spec.max_attempts
+        )
+        return [[tier] for tier in tiers], usage
