@@ -1,0 +1,217 @@
+"""The `bard` command line: run the pipeline, inspect configs and artifacts."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from infra.env import apply_defaults
+
+apply_defaults()  # before anything imports Prefect or Ray
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="Budget-aware reasoning distillation pipeline.")
+config_app = typer.Typer(no_args_is_help=True, help="Inspect resolved configs.")
+artifacts_app = typer.Typer(no_args_is_help=True, help="List, show, verify, export and remove artifacts.")
+data_app = typer.Typer(no_args_is_help=True, help="Bundled benchmark and training files.")
+app.add_typer(config_app, name="config")
+app.add_typer(artifacts_app, name="artifacts")
+app.add_typer(data_app, name="data")
+console = Console()
+
+Overrides = Annotated[list[str] | None, typer.Argument(help="key=value overrides, e.g. sample.n_samples=2")]
+StoreOpt = Annotated[
+    str | None, typer.Option("--store", help="Store root URL (default: the recipe's, else file://.bard/store)")
+]
+RecipeOpt = Annotated[Path | None, typer.Option("--recipe", help="Take the store root from this recipe")]
+
+
+def _fail(message: str) -> None:
+    console.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(2)
+
+
+def _config(recipe: Path | None, overrides: list[str] | None):
+    from bard_core.recipes import ConfigError, load_config
+
+    try:
+        return load_config(recipe, overrides or [])
+    except ConfigError as exc:
+        _fail(str(exc))
+
+
+@app.command()
+def run(
+    recipe: Annotated[Path, typer.Argument(help="YAML recipe, e.g. configs/toy.yaml")],
+    overrides: Overrides = None,
+    stages: Annotated[
+        str | None, typer.Option(help="Comma-separated stages allowed to run (others must exist)")
+    ] = None,
+    from_run: Annotated[
+        str | None, typer.Option(help="Reuse the artifacts of this run for stages not selected")
+    ] = None,
+) -> None:
+    """Run the distillation flow locally (ephemeral Prefect, local Ray, the recipe's store)."""
+    _config(recipe, overrides)  # fail fast, before Prefect starts, on a bad config
+    from flows.distill import distill
+
+    selected = [s.strip() for s in stages.split(",") if s.strip()] if stages else None
+    refs = distill(recipe=str(recipe), overrides=overrides or [], stages=selected, from_run=from_run)
+    table = Table("stage", "artifact")
+    for stage, key in refs.items():
+        table.add_row(stage, key)
+    console.print(table)
+
+
+@app.command()
+def validate(
+    paths: Annotated[list[Path] | None, typer.Argument(help="Recipes (default: configs/*.yaml)")] = None,
+) -> None:
+    """Validate recipes; exit non-zero if any fails."""
+    from bard_core.recipes import ConfigError, load_config
+
+    recipes = paths or sorted(Path("configs").glob("*.yaml"))
+    if not recipes:
+        _fail("no recipes found (looked in configs/*.yaml)")
+    failed = 0
+    for recipe in recipes:
+        try:
+            load_config(recipe)
+            console.print(f"[green]ok[/green]   {recipe}")
+        except ConfigError as exc:
+            failed += 1
+            console.print(f"[red]FAIL[/red] {exc}", highlight=False)
+    if failed:
+        raise typer.Exit(1)
+
+
+@config_app.command("show")
+def config_show(
+    recipe: Annotated[Path | None, typer.Argument(help="YAML recipe (omit for the defaults)")] = None,
+    overrides: Overrides = None,
+) -> None:
+    """Print the fully resolved config as YAML."""
+    cfg = _config(recipe, overrides)
+    sys.stdout.write(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+
+
+def _store(store: str | None, recipe: Path | None):
+    from bard_core.config import StoreConfig
+    from infra.store import ArtifactStore
+
+    if store:
+        return ArtifactStore(StoreConfig(root=store).root)
+    cfg = _config(recipe, []).store if recipe else StoreConfig()
+    return ArtifactStore(cfg.root, cfg.endpoint_url)
+
+
+def _ref(key: str):
+    from infra.store import ArtifactRef
+
+    try:
+        return ArtifactRef.parse(key)
+    except ValueError as exc:
+        _fail(str(exc))
+
+
+@artifacts_app.command("ls")
+def artifacts_ls(
+    stage: Annotated[str | None, typer.Option(help="Only this stage")] = None,
+    store: StoreOpt = None,
+    recipe: RecipeOpt = None,
+) -> None:
+    """List committed artifacts."""
+    st = _store(store, recipe)
+    table = Table("artifact", "created", "rows", "wall s", title=st.root)
+    for m in st.list(stage):
+        rows = ", ".join(f"{k}={v}" for k, v in m.rows.items())
+        table.add_row(f"{m.stage}/{m.fingerprint}", m.created_at, rows, f"{m.timings.get('wall_s', 0):.1f}")
+    console.print(table)
+
+
+@artifacts_app.command("show")
+def artifacts_show(ref: str, store: StoreOpt = None, recipe: RecipeOpt = None) -> None:
+    """Print an artifact's manifest."""
+    from infra.store import ArtifactNotFoundError
+
+    try:
+        manifest = _store(store, recipe).manifest(_ref(ref))
+    except ArtifactNotFoundError as exc:
+        _fail(str(exc))
+    sys.stdout.write(manifest.model_dump_json(indent=2) + "\n")
+
+
+@artifacts_app.command("verify")
+def artifacts_verify(
+    refs: Annotated[list[str] | None, typer.Argument(help="STAGE/FINGERPRINT (default: all)")] = None,
+    store: StoreOpt = None,
+    recipe: RecipeOpt = None,
+) -> None:
+    """Check every file of the artifacts against its manifest sha256."""
+    from infra.store import ArtifactRef
+
+    st = _store(store, recipe)
+    targets = [_ref(r) for r in refs] if refs else [ArtifactRef(m.stage, m.fingerprint) for m in st.list()]
+    bad = 0
+    for target in targets:
+        problems = st.verify(target)
+        bad += bool(problems)
+        console.print(f"[green]ok[/green]   {target.key}" if not problems else f"[red]BAD[/red]  {target.key}")
+        for problem in problems:
+            console.print(f"     {problem}", highlight=False)
+    console.print(f"{len(targets) - bad}/{len(targets)} artifacts verified")
+    if bad:
+        raise typer.Exit(1)
+
+
+@artifacts_app.command("export")
+def artifacts_export(ref: str, dest: Path, store: StoreOpt = None, recipe: RecipeOpt = None) -> None:
+    """Copy an artifact's files (verified, with their logical names) into DEST."""
+    out = _store(store, recipe).fetch_dir(_ref(ref), dest)
+    console.print(f"exported {ref} to {out}")
+
+
+@artifacts_app.command("rm")
+def artifacts_rm(ref: str, store: StoreOpt = None, recipe: RecipeOpt = None) -> None:
+    """Remove an artifact (manifest first), e.g. a damaged one, so its stage rebuilds it."""
+    _store(store, recipe).remove(_ref(ref))
+    console.print(f"removed {ref}")
+
+
+@artifacts_app.command("runs")
+def artifacts_runs(
+    store: StoreOpt = None,
+    recipe: RecipeOpt = None,
+    run_id: Annotated[str | None, typer.Option("--run", help="Show one run")] = None,
+) -> None:
+    """List flow runs recorded in the store, or show one."""
+    st = _store(store, recipe)
+    if run_id:
+        sys.stdout.write(json.dumps(st.read_run(run_id), indent=2) + "\n")
+        return
+    table = Table("run", "name", "status", "started", "stages")
+    for r in st.list_runs():
+        stages = ", ".join(f"{k}:{v['status']}" for k, v in r.get("stages", {}).items())
+        table.add_row(r["run_id"], r.get("name", ""), r.get("status", ""), r.get("started_at", ""), stages)
+    console.print(table)
+
+
+@data_app.command("ls")
+def data_ls() -> None:
+    """List bundled datasets (use them with `{kind: bundled, name: NAME}` sources)."""
+    from bard_core.problems import bundled_datasets
+
+    table = Table("name", "kind", "grader", "file")
+    for d in bundled_datasets().values():
+        table.add_row(d.name, d.kind, d.grader.value, d.path.name)
+    console.print(table)
+
+
+if __name__ == "__main__":
+    app()

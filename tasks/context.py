@@ -1,0 +1,48 @@
+"""Opening and closing the per-run context: store, lazy Ray session, run manifest, stage selection."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from bard_core.config import RunConfig
+from infra.ray_runtime import RaySession
+from infra.store import ArtifactStore, utc_now
+from tasks.stage import STAGES, RunRecord, StageContext
+
+
+def open_context(
+    cfg: RunConfig,
+    recipe: str | None,
+    overrides: Sequence[str],
+    stages: Sequence[str] | None,
+    from_run: str | None,
+    run_id: str | None,
+) -> StageContext:
+    unknown = sorted(set(stages or ()) - set(STAGES))
+    if unknown:
+        raise ValueError(f"unknown stage(s) {unknown}; stages are: {', '.join(STAGES)}")
+    store = ArtifactStore(cfg.store.root, cfg.store.endpoint_url)
+    reuse: dict[str, str] = {}
+    if from_run:
+        earlier = store.read_run(from_run)
+        reuse = {name: info["artifact"] for name, info in earlier["stages"].items()}
+    run = RunRecord(
+        run_id=run_id or uuid.uuid4().hex,
+        name=cfg.name,
+        recipe=recipe,
+        overrides=list(overrides),
+        config=cfg.model_dump(mode="json"),
+    )
+    store.write_run(run.run_id, run.as_dict())
+    selected = frozenset(stages) if stages else frozenset(STAGES)
+    return StageContext(cfg=cfg, store=store, ray=RaySession(cfg.ray), run=run, selected=selected, reuse=reuse)
+
+
+def close_context(ctx: StageContext, ok: bool) -> None:
+    ctx.ray.shutdown()
+    ctx.run.status = "completed" if ok else "failed"
+    record = {**ctx.run.as_dict(), "finished_at": utc_now()}
+    ctx.store.write_run(ctx.run.run_id, record)
+    if ok:
+        ctx.store.tag(ctx.cfg.name, ctx.run.run_id)

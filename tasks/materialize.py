@@ -1,0 +1,77 @@
+"""Stage 4 `materialize`: SFT chat records + RL prompts, split by problem, Parquet, and a dataset card."""
+
+from __future__ import annotations
+
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+import pyarrow as pa
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from bard_core import schemas
+from bard_core.materialize import build_dataset, dataset_card
+from bard_core.plots import tier_length_histograms
+from bard_core.prompting import load_prompt
+from infra.store import ArtifactRef
+from infra.writer import ArtifactWriter
+from tasks.compress import read_gold
+from tasks.sample import read_problems
+from tasks.stage import StageContext, StageResult, StageSpec, execute
+
+VERSION = 1
+
+
+@task(name="materialize", cache_policy=NO_CACHE)
+def materialize(ctx: StageContext, tiers: ArtifactRef, traces: ArtifactRef, problems: ArtifactRef) -> ArtifactRef:
+    cfg = ctx.cfg.materialize
+    budget = ctx.cfg.budget
+    config = {**cfg.model_dump(mode="json"), "budget": budget.model_dump(mode="json")}
+    spec = StageSpec(
+        "materialize",
+        VERSION,
+        config,
+        (budget.user_template,),
+        {"tiers": tiers, "traces": traces, "problems": problems},
+    )
+
+    def build(writer: ArtifactWriter) -> StageResult:
+        tier_rows = schemas.conform(
+            ctx.store.read_table(tiers, "tiers"), schemas.TIERS, f"artifact {tiers.key} (tiers)", "materialize"
+        ).to_pylist()
+        gold = read_gold(ctx, traces, "materialize").to_pylist()
+        by_id = {p["problem_id"]: p for p in read_problems(ctx, problems, "materialize").to_pylist()}
+        spec_ = budget.spec()
+        sft, rl, stats = build_dataset(
+            tier_rows,
+            gold,
+            by_id,
+            load_prompt(budget.user_template),
+            spec_,
+            cfg.include_gold,
+            cfg.val_fraction,
+            cfg.split_seed,
+        )
+        files = []
+        for split, records in sft.items():
+            writer.write_table(f"sft_{split}", pa.Table.from_pylist(records, schema=schemas.SFT))
+            files.append(f"sft_{split}.parquet")
+        for split, records in rl.items():
+            writer.write_table(f"rl_{split}", pa.Table.from_pylist(records, schema=schemas.RL))
+            files.append(f"rl_{split}.parquet")
+        lengths: dict[int, list[int]] = defaultdict(list)
+        for row in tier_rows:
+            if row["valid"]:
+                lengths[int(row["budget_tokens"])].append(int(row["reasoning_tokens"]))
+        with tempfile.TemporaryDirectory() as tmp:
+            png = tier_length_histograms(
+                lengths, [int(g["reasoning_tokens"]) for g in gold], spec_, Path(tmp) / "lengths.png"
+            )
+            writer.write_bytes("lengths.png", png.read_bytes())
+        writer.write_json("stats.json", stats)
+        # Names in the card are logical: they resolve in a folder made by `bard artifacts export`.
+        writer.write_bytes("README.md", dataset_card(stats, spec_, files, "lengths.png").encode())
+        return StageResult(stats=stats)
+
+    return execute(ctx, spec, build)

@@ -1,0 +1,73 @@
+"""Stage 2 `sample`: n teacher samples per problem, each graded; the gold trace of each problem marked."""
+
+from __future__ import annotations
+
+from collections import Counter
+from functools import partial
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from bard_core import schemas
+from bard_core.engine import SamplingParams
+from infra.engines import engine_identity
+from infra.jobs import SampleJobSpec
+from infra.store import ArtifactRef
+from infra.writer import ArtifactWriter
+from tasks.stage import StageContext, StageResult, StageSpec, execute, run_sharded
+
+VERSION = 1
+
+
+def read_problems(ctx: StageContext, ref: ArtifactRef, stage: str) -> pa.Table:
+    table = ctx.store.read_table(ref, "problems")
+    return schemas.conform(table, schemas.PROBLEMS, f"artifact {ref.key} (problems)", stage)
+
+
+@task(name="sample", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)
+def sample(ctx: StageContext, problems: ArtifactRef, tokenizer: ArtifactRef) -> ArtifactRef:
+    cfg = ctx.cfg.sample
+    config = cfg.model_dump(mode="json", exclude={"resources"})
+    config["engine"] = engine_identity(cfg.engine)
+    prompts = (cfg.prompt_template,) + ((cfg.system_prompt,) if cfg.system_prompt else ())
+    spec = StageSpec("sample", VERSION, config, prompts, {"problems": problems, "tokenizer": tokenizer})
+
+    def build(writer: ArtifactWriter) -> StageResult:
+        table = read_problems(ctx, problems, "sample")
+        table = table.filter(pc.is_in(table.column("split"), pa.array(list(cfg.splits)))).sort_by("problem_id")
+        if table.num_rows == 0:
+            raise ValueError(f"no problems in splits {list(cfg.splits)} to sample; check ingest sources' split")
+        s = cfg.sampling
+        job = SampleJobSpec(
+            store_root=ctx.store.root,
+            endpoint_url=ctx.store.endpoint_url,
+            tokenizer_ref=tokenizer.key,
+            engine=cfg.engine,
+            user_prompt=cfg.prompt_template,
+            system_prompt=cfg.system_prompt,
+            params=SamplingParams(cfg.n_samples, s.temperature, s.top_p, s.max_new_tokens, s.seed),
+            selection=cfg.selection,
+        )
+        conform = partial(schemas.conform, schema=schemas.TRACES, artifact="sample output", stage="sample")
+        usage = run_sharded(ctx, writer, "traces", table, cfg.shard_rows, job, cfg.resources, conform)
+        return StageResult(stats=trace_stats(writer.read_table("traces"), table.num_rows), usage=usage)
+
+    return execute(ctx, spec, build)
+
+
+def trace_stats(traces: pa.Table, problems: int) -> dict[str, object]:
+    rows = traces.select(["problem_id", "correct", "is_gold", "finish_reason", "reasoning_tokens", "error"]).to_pylist()
+    gold = [r for r in rows if r["is_gold"]]
+    return {
+        "problems": problems,
+        "samples": len(rows),
+        "correct": sum(r["correct"] for r in rows),
+        "accuracy": round(sum(r["correct"] for r in rows) / max(len(rows), 1), 4),
+        "problems_with_gold": len(gold),
+        "problems_without_gold": problems - len(gold),
+        "gold_mean_reasoning_tokens": round(sum(r["reasoning_tokens"] for r in gold) / max(len(gold), 1), 1),
+        "finish_reasons": dict(Counter(r["finish_reason"] for r in rows)),
+        "engine_errors": sum(r["error"] is not None for r in rows),
+    }

@@ -1,0 +1,208 @@
+"""What every stage task shares: fingerprint, skip-if-committed, write, commit, record, publish.
+
+A stage is described by a ``StageSpec`` (name, logic version, fingerprinted config, prompt files,
+input artifacts) and a ``build`` function that writes its files. ``execute`` turns those into an
+``ArtifactRef``: it skips the work when the fingerprint is already committed, records the outcome
+in the run manifest and publishes a summary to the Prefect UI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+from prefect.artifacts import create_markdown_artifact
+from prefect.exceptions import MissingContextError
+from prefect.logging import get_run_logger
+
+from bard_core.config import ResourcesConfig, RunConfig
+from bard_core.fingerprint import fingerprint
+from bard_core.manifest import Manifest
+from bard_core.prompting import load_prompt
+from infra.actor_pool import BatchJob, run_actor_pool
+from infra.ray_runtime import RaySession
+from infra.store import ArtifactRef, ArtifactStore, utc_now
+from infra.writer import ArtifactWriter
+from tasks.reporting import stage_markdown
+
+STAGES = ("tokenizer", "ingest", "sample", "compress", "materialize")
+FAIL_ENV = "BARD_FAIL_STAGE"  # test-only fault injection: "compress" or "compress:after_shards=1"
+
+
+class InjectedFailureError(RuntimeError):
+    """Raised by the test-only fault switch (``BARD_FAIL_STAGE``)."""
+
+
+class StageNotSelectedError(RuntimeError):
+    """An input stage was excluded by ``--stages`` and has no artifact to reuse."""
+
+
+def logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger("tasks")
+
+
+@dataclass
+class RunRecord:
+    """The run manifest: which artifact each stage produced or reused, in one flow run."""
+
+    run_id: str
+    name: str
+    recipe: str | None
+    overrides: list[str]
+    config: dict[str, Any]
+    started_at: str = field(default_factory=utc_now)
+    status: str = "running"
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "name": self.name,
+            "recipe": self.recipe,
+            "overrides": self.overrides,
+            "config": self.config,
+            "started_at": self.started_at,
+            "status": self.status,
+            "stages": self.stages,
+        }
+
+
+@dataclass
+class StageContext:
+    """Everything a stage task needs besides its inputs; one per flow run."""
+
+    cfg: RunConfig
+    store: ArtifactStore
+    ray: RaySession
+    run: RunRecord
+    selected: frozenset[str] = frozenset(STAGES)
+    reuse: Mapping[str, str] = field(default_factory=dict)  # stage -> artifact key from an earlier run
+
+    def record(self, stage: str, ref: ArtifactRef, status: str, manifest: Manifest | None, wall_s: float) -> None:
+        self.run.stages[stage] = {
+            "artifact": ref.key,
+            "uri": self.store.uri(ref),
+            "status": status,
+            "wall_s": round(wall_s, 3),
+            "rows": manifest.rows if manifest else {},
+        }
+        self.store.write_run(self.run.run_id, self.run.as_dict())
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    name: str
+    version: int
+    config: dict[str, Any]
+    prompts: tuple[str, ...] = ()
+    inputs: Mapping[str, ArtifactRef] = field(default_factory=dict)
+
+    def ref(self) -> ArtifactRef:
+        prompt_hashes = {ref: load_prompt(ref).sha256 for ref in self.prompts}
+        inputs = {name: ref.fingerprint for name, ref in self.inputs.items()}
+        return ArtifactRef(self.name, fingerprint(self.name, self.version, self.config, prompt_hashes, inputs))
+
+
+@dataclass
+class StageResult:
+    stats: dict[str, Any] = field(default_factory=dict)
+    usage: dict[str, float] = field(default_factory=dict)
+
+
+def execute(ctx: StageContext, spec: StageSpec, build: Callable[[ArtifactWriter], StageResult]) -> ArtifactRef:
+    log = logger()
+    t0 = time.perf_counter()
+    if spec.name not in ctx.selected and spec.name in ctx.reuse:
+        ref = ArtifactRef.parse(ctx.reuse[spec.name])
+        manifest = ctx.store.manifest(ref)
+        log.info("%s: reusing %s from the earlier run", spec.name, ctx.store.uri(ref))
+        return _finish(ctx, spec.name, ref, "reused", manifest, t0)
+    ref = spec.ref()
+    if ctx.store.exists(ref):
+        manifest = ctx.store.manifest(ref)
+        log.info("%s: skipped, artifact %s already committed", spec.name, ctx.store.uri(ref))
+        return _finish(ctx, spec.name, ref, "skipped", manifest, t0)
+    if spec.name not in ctx.selected:
+        raise StageNotSelectedError(
+            f"stage {spec.name!r} is not in --stages and its artifact {ref.key} does not exist in {ctx.store.root}; "
+            f"add {spec.name} to --stages, or pass --from-run with a run that produced it"
+        )
+    log.info("%s: building %s", spec.name, ctx.store.uri(ref))
+    maybe_fail(spec.name, shards_done=None)
+    writer = ArtifactWriter(ctx.store, ref)
+    result = build(writer)
+    manifest = writer.commit(
+        inputs={name: r.key for name, r in spec.inputs.items()},
+        config=spec.config,
+        prompts={p: load_prompt(p).sha256 for p in spec.prompts},
+        stats=result.stats,
+        usage=result.usage,
+    )
+    rows = ", ".join(f"{k}={v}" for k, v in manifest.rows.items()) or f"{len(manifest.files)} files"
+    log.info("%s: committed %s (%s)", spec.name, ref.key, rows)
+    return _finish(ctx, spec.name, ref, "executed", manifest, t0)
+
+
+def _finish(ctx: StageContext, stage: str, ref: ArtifactRef, status: str, manifest: Manifest, t0: float) -> ArtifactRef:
+    ctx.record(stage, ref, status, manifest, time.perf_counter() - t0)
+    with contextlib.suppress(MissingContextError):  # outside a flow run there is no UI to publish to
+        create_markdown_artifact(
+            key=f"{stage}-summary",
+            markdown=stage_markdown(manifest, ctx.store.uri(ref), status),
+            description=f"{stage}: {status} ({ref.key})",
+        )
+    return ref
+
+
+def maybe_fail(stage: str, shards_done: int | None) -> None:
+    """Test-only switch: ``BARD_FAIL_STAGE=compress`` fails before any work, ``...:after_shards=N`` after N."""
+    value = os.environ.get(FAIL_ENV, "")
+    name, _, option = value.partition(":")
+    if name != stage:
+        return
+    after = int(option.split("=", 1)[1]) if option.startswith("after_shards=") else None
+    if (after is None and shards_done is None) or (after is not None and shards_done == after):
+        raise InjectedFailureError(f"{FAIL_ENV}={value}: injected failure in stage {stage!r}")
+
+
+def run_sharded(
+    ctx: StageContext,
+    writer: ArtifactWriter,
+    table_name: str,
+    inputs: pa.Table,
+    shard_rows: int,
+    job_factory: Callable[[], BatchJob],
+    resources: ResourcesConfig,
+    conform: Callable[[pa.Table], pa.Table],
+) -> dict[str, float]:
+    """Process ``inputs`` in fixed shards on the actor pool; shards left by a failed attempt are reused."""
+    log = logger()
+    count = max(1, math.ceil(inputs.num_rows / shard_rows))
+    shards = {i: inputs.slice(i * shard_rows, shard_rows) for i in range(count)}
+    resumed = writer.resume_shards(table_name)
+    todo = {i: table for i, table in shards.items() if i not in resumed}
+    if resumed:
+        log.info("%s: %d of %d shards reused from an interrupted attempt", writer.ref.stage, len(resumed), count)
+    written = 0
+
+    def on_shard(index: int, table: pa.Table) -> None:
+        nonlocal written
+        writer.write_shard(table_name, index, conform(table))
+        written += 1
+        maybe_fail(writer.ref.stage, shards_done=written)
+
+    usage: dict[str, float] = {}
+    if todo:
+        ctx.ray.ensure()
+        usage = run_actor_pool(todo, job_factory, resources, on_shard, label=writer.ref.stage)
+    return {**usage, "shards": count, "shards_reused": len(resumed), "replicas": resources.replicas}
