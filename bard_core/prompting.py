@@ -72,4 +72,5 @@ def load_prompt(ref: str) -> PromptTemplate:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise PromptError(f"prompt file {path} is not valid UTF-8 (byte {exc.start}); save it as UTF-8.") from exc
-    return PromptTemplate(ref=ref, text=text)
+    # The newline every editor puts at the end of a file is not part of the prompt.
+    return PromptTemplate(ref=ref, text=text.removesuffix("\n"))

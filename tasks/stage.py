@@ -8,7 +8,6 @@ in the run manifest and publishes a summary to the Prefect UI.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
@@ -19,6 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 from prefect.artifacts import create_markdown_artifact
+from prefect.context import FlowRunContext, TaskRunContext
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
 
@@ -155,7 +155,7 @@ def execute(ctx: StageContext, spec: StageSpec, build: Callable[[ArtifactWriter]
 
 def _finish(ctx: StageContext, stage: str, ref: ArtifactRef, status: str, manifest: Manifest, t0: float) -> ArtifactRef:
     ctx.record(stage, ref, status, manifest, time.perf_counter() - t0)
-    with contextlib.suppress(MissingContextError):  # outside a flow run there is no UI to publish to
+    if FlowRunContext.get() or TaskRunContext.get():  # outside a run there is no UI to publish to
         create_markdown_artifact(
             key=f"{stage}-summary",
             markdown=stage_markdown(manifest, ctx.store.uri(ref), status),

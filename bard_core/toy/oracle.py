@@ -111,10 +111,14 @@ def _candidates(solution: Solution) -> list[str]:
     rechecks = [f"Double-check: {s.left} {s.symbol} {s.right} is {s.value}." for s in steps]
     conclusion = f"So the answer is {value}."
     decorations: list[tuple[list[str], list[str]]] = [
-        ([], []), ([], [conclusion]), ([], [check, conclusion]), ([question], [conclusion]),
-        ([question], [check, conclusion]), ([question], [check, *rechecks, conclusion]),
+        ([], []),
+        ([], [conclusion]),
+        ([], [check, conclusion]),
+        ([question], [conclusion]),
+        ([question], [check, conclusion]),
+        ([question], [check, *rechecks, conclusion]),
         ([question], [check, *rechecks, *_DETOURS[:2], conclusion]),
-    ]  # fmt: skip
+    ]
     out = ["\n".join([*before, *body, *after]) for before, after in decorations for body in bodies]
     return sorted(dict.fromkeys(out), key=len)  # distinct renderings, shortest first
 

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bard_core.config import RunConfig
+from bard_core.recipes import ConfigError, apply_override, load_config, validate_config
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+@pytest.mark.parametrize("recipe", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_recipe_validates(recipe: Path) -> None:
+    assert isinstance(load_config(recipe), RunConfig)
+
+
+def test_overrides_are_typed_and_dotted() -> None:
+    cfg = load_config(
+        CONFIGS / "toy.yaml",
+        ["sample.n_samples=3", "budget.tiers_tokens=[8, 24]", "ingest.sources.0.size=50", "store.endpoint_url=null"],
+    )
+    assert cfg.sample.n_samples == 3
+    assert cfg.budget.tiers_tokens == (8, 24)
+    assert cfg.ingest.sources[0].size == 50  # type: ignore[union-attr]
+    assert cfg.store.endpoint_url is None
+
+
+def test_configs_are_frozen() -> None:
+    cfg = RunConfig()
+    with pytest.raises(Exception, match="frozen"):
+        cfg.sample.n_samples = 9  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({"sample": {"n_sampels": 2}}, ["sample.n_sampels: unknown field", "Did you mean 'n_samples'"]),
+        ({"sample": {"n_samples": 0}}, ["sample.n_samples", "greater than or equal to 1", "Fix: Teacher samples per"]),
+        ({"budget": {"tiers_tokens": [64, 16]}}, ["budget.tiers_tokens", "ascending"]),
+        ({"store": {"root": "/data/x"}}, ["store.root", "file:// or s3://"]),
+        ({"ingest": {"sources": [{"kind": "bundled"}]}}, ["ingest.sources.0.bundled.name: Field required"]),
+        ({"ingest": {"sources": [{"kind": "csv"}]}}, ["ingest.sources.0", "'toy', 'bundled', 'file', 'hf'"]),
+        (
+            {
+                "ingest": {
+                    "sources": [{"kind": "toy", "families": [{"family": "chain_sum", "difficulty": {"max_term": 3}}]}]
+                }
+            },
+            ["unknown difficulty knob(s) ['max_term']", "max_terms"],
+        ),
+    ],
+)
+def test_validation_errors_name_the_field_and_the_fix(data: dict, expected: list[str]) -> None:
+    with pytest.raises(ConfigError) as info:
+        validate_config(data, origin="recipe.yaml")
+    message = str(info.value)
+    assert message.startswith("recipe.yaml:")
+    for fragment in expected:
+        assert fragment in message
+
+
+def test_bad_overrides_and_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not key=value"):
+        apply_override({}, "sample.n_samples")
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("sample: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    bad.write_bytes(b"name: \xff\xfe")
+    with pytest.raises(ConfigError, match="not valid UTF-8"):
+        load_config(bad)

@@ -1,0 +1,68 @@
+from __future__ import annotations
+
+import json
+
+from bard_core.budget import BudgetSpec, parse_think
+from bard_core.materialize import assign_split, build_dataset, dataset_card
+from bard_core.prompting import load_prompt
+
+SPEC = BudgetSpec((16, 32), tolerance=0.25)
+
+
+def _problems(n: int) -> dict[str, dict[str, str]]:
+    return {
+        f"p{i}": {"problem": f"What is {i}+1?", "answer": str(i + 1), "meta": json.dumps({"grader": "math"})}
+        for i in range(n)
+    }
+
+
+def test_split_is_by_problem_and_deterministic() -> None:
+    ids = [f"p{i}" for i in range(2000)]
+    splits = [assign_split(i, 0.1, 0) for i in ids]
+    assert splits == [assign_split(i, 0.1, 0) for i in ids]
+    assert 0.07 < splits.count("validation") / len(ids) < 0.13
+    assert splits != [assign_split(i, 0.1, 1) for i in ids]
+
+
+def test_records_follow_the_budget_contract_and_never_straddle_splits() -> None:
+    problems = _problems(200)
+    tiers, gold = [], []
+    for pid in problems:
+        gold.append({"problem_id": pid, "reasoning": "long " * 40, "final": "\\boxed{x}", "reasoning_tokens": 40})
+        tiers.append(
+            {
+                "problem_id": pid,
+                "budget_tokens": 16,
+                "reasoning": "a b",
+                "final": "\\boxed{x}",
+                "reasoning_tokens": 15,
+                "valid": True,
+                "reject_reason": None,
+            }
+        )
+        tiers.append(
+            {
+                "problem_id": pid,
+                "budget_tokens": 32,
+                "reasoning": None,
+                "final": None,
+                "reasoning_tokens": 50,
+                "valid": False,
+                "reject_reason": "too_long",
+            }
+        )
+    sft, rl, stats = build_dataset(tiers, gold, problems, load_prompt("budget_user.txt"), SPEC, True, 0.2, 0)
+    train_ids = {r["problem_id"] for r in sft["train"]}
+    val_ids = {r["problem_id"] for r in sft["validation"]}
+    assert train_ids and val_ids and not train_ids & val_ids
+    assert {r["problem_id"] for r in rl["validation"]} == val_ids
+    record = next(r for r in sft["train"] if r["kind"] == "compressed")
+    assert record["prompt"][0]["content"].endswith("Thinking budget: 16 tokens.")
+    assert parse_think(record["completion"][0]["content"]).reasoning == "a b"
+    gold_record = next(r for r in sft["train"] if r["kind"] == "gold")
+    assert gold_record["budget_tokens"] == gold_record["reasoning_tokens"] == 40
+    assert len(rl["train"]) + len(rl["validation"]) == 200 * 2  # every problem at every tier
+    assert stats["tiers"]["16"]["valid"] == 200 and stats["tiers"]["32"]["rejected"] == 200
+    assert stats["reject_reasons"] == {"too_long": 200}
+    card = dataset_card(stats, SPEC, ["sft_train.parquet"], "lengths.png")
+    assert "| 16 | 200 | 200 | 0 |" in card and "| too_long | 200 |" in card

@@ -1,0 +1,107 @@
+"""The oracle engine: teacher traces grade as the reference says; compressions aim at the budget."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import pytest
+
+from bard_core.budget import BudgetSpec, HFTokenCounter, parse_think
+from bard_core.engine import GenerationRequest, SamplingParams
+from bard_core.grading import grade
+from bard_core.prompting import load_prompt
+from bard_core.toy.oracle import OracleEngine, OracleSettings
+from bard_core.toy.tokenizer import toy_corpus, train_toy_tokenizer
+from bard_core.toy.world import ToyFamily, solve, toy_rows
+
+FAMILIES = [(f, 1.0, {}) for f in ToyFamily]
+
+
+@lru_cache(maxsize=1)
+def counter() -> HFTokenCounter:
+    corpus = toy_corpus(40, 99, [16, 32, 64, 128], load_prompt("budget_user.txt"))
+    return HFTokenCounter(train_toy_tokenizer(corpus, 512))
+
+
+def _teacher(rows, engine: OracleEngine, n: int = 1):  # type: ignore[no-untyped-def]
+    requests = [
+        GenerationRequest(r.problem_id, [], SamplingParams(n=n), {"role": "teacher", "problem_meta": r.meta})
+        for r in rows
+    ]
+    return engine.generate(requests)
+
+
+def test_programs_solve_every_family() -> None:
+    rows = toy_rows(60, 11, FAMILIES)
+    assert {r.source for r in rows} == {f"toy/{f.value}" for f in ToyFamily}
+    assert all(str(solve(r.meta).value) == r.answer for r in rows)
+
+
+def test_error_free_teacher_traces_grade_correct_and_slips_grade_wrong() -> None:
+    rows = toy_rows(45, 12, FAMILIES)
+    for error_rate, expected in ((0.0, True), (1.0, False)):
+        results = _teacher(rows, OracleEngine(OracleSettings(error_rate=error_rate)))
+        for row, result in zip(rows, results, strict=True):
+            think = parse_think(result.completions[0].text)
+            assert think.closed and think.reasoning
+            assert grade(think.final, row.answer, "reasoning_gym", row.meta).correct is expected
+
+
+def test_teacher_is_long_redundant_and_deterministic_per_seed() -> None:
+    rows = toy_rows(30, 13, FAMILIES)
+    engine = OracleEngine(OracleSettings(error_rate=0.3))
+    first, again = _teacher(rows, engine, n=4), _teacher(rows, engine, n=4)
+    assert [c.text for r in first for c in r.completions] == [c.text for r in again for c in r.completions]
+    texts = [c.text for r in first for c in r.completions]
+    assert len(set(texts)) > len(rows)  # samples of one problem differ
+    lengths = counter().count_many([parse_think(t).reasoning or "" for t in texts])
+    assert min(lengths) > 60 and sum(lengths) / len(lengths) > 120
+    assert any("double-check" in t for t in texts)
+    accuracy = sum(
+        grade(parse_think(t).final, rows[i // 4].answer, "reasoning_gym", rows[i // 4].meta).correct
+        for i, t in enumerate(texts)
+    ) / len(texts)
+    assert 0.5 < accuracy < 0.95  # error_rate 0.3 -> some samples wrong, most right
+
+
+def test_max_new_tokens_truncates_with_length_finish_reason() -> None:
+    row = toy_rows(1, 14, FAMILIES)[0]
+    request = GenerationRequest(
+        "x", [], SamplingParams(max_new_tokens=10), {"role": "teacher", "problem_meta": row.meta}
+    )
+    completion = OracleEngine().generate([request])[0].completions[0]
+    assert completion.finish_reason == "length" and completion.completion_tokens == 10
+    assert not parse_think(completion.text).closed
+
+
+def test_non_toy_requests_get_an_error_result_not_an_exception() -> None:
+    result = OracleEngine().generate([GenerationRequest("q", [{"role": "user", "content": "hi"}], SamplingParams())])[0]
+    assert result.error and "toy-world problems only" in result.error and result.completions == ()
+
+
+@pytest.mark.parametrize("budget", [32, 64])
+def test_compressor_aims_at_the_budget_and_feedback_helps(budget: int) -> None:
+    rows = toy_rows(60, 15, FAMILIES)
+    spec = BudgetSpec((16, 32, 64, 128), tolerance=0.25)
+    engine = OracleEngine(OracleSettings(answer_drop_rate=0.0))
+    hits_first, hits_second = 0, 0
+    for row in rows:
+        meta = {"role": "compressor", "problem_meta": row.meta, "budget_tokens": budget}
+        text = (
+            engine.generate([GenerationRequest(f"{row.problem_id}#0", [], SamplingParams(), meta)])[0]
+            .completions[0]
+            .text
+        )
+        reasoning = parse_think(text).reasoning or ""
+        length = counter().count_many([reasoning])[0]
+        hits_first += spec.within(length, budget)
+        reason = "too_long" if length > budget else "too_short"
+        previous = {"reasoning": reasoning, "measured_tokens": length, "reason": reason}
+        retry = engine.generate(
+            [GenerationRequest(f"{row.problem_id}#1", [], SamplingParams(), {**meta, "previous": previous})]
+        )
+        second = counter().count_many([parse_think(retry[0].completions[0].text).reasoning or ""])[0]
+        hits_second += spec.within(length, budget) or spec.within(second, budget)
+        assert grade(parse_think(text).final, row.answer, "reasoning_gym", row.meta).correct
+    assert 0.1 < hits_first / len(rows) < 0.95  # it misses sometimes...
+    assert hits_second > hits_first  # ...and the measured length in the feedback helps

@@ -1,0 +1,128 @@
+"""The distillation flow end to end on the smoke recipe: real Prefect API, real Ray, real stores."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from infra.store import ArtifactRef, ArtifactStore
+from tests.conftest import CONFIGS
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
+SMOKE = str(CONFIGS / "smoke.yaml")
+DATA_STAGES = ["tokenizer", "ingest", "sample", "compress", "materialize"]
+
+
+def run_flow(overrides: list[str], **params: Any) -> tuple[Any, dict[str, Any], ArtifactStore]:
+    from bard_core.recipes import load_config
+    from flows.distill import distill
+
+    state = distill(recipe=SMOKE, overrides=overrides, return_state=True, **params)
+    cfg = load_config(SMOKE, overrides)
+    store = ArtifactStore(cfg.store.root, cfg.store.endpoint_url)
+    return state, store.read_run(str(state.state_details.flow_run_id)), store
+
+
+def statuses(record: dict[str, Any]) -> dict[str, str]:
+    return {name: info["status"] for name, info in record["stages"].items()}
+
+
+def test_smoke_run_materializes_a_loadable_dataset_then_skips_everything(tmp_path: Path) -> None:
+    overrides = [f"store.root=file://{tmp_path}/store"]
+    state, record, store = run_flow(overrides)
+    assert state.is_completed(), state.message
+    assert statuses(record) == dict.fromkeys(DATA_STAGES, "executed")
+    assert record["status"] == "completed"
+    for info in record["stages"].values():
+        assert store.verify(ArtifactRef.parse(info["artifact"])) == []
+
+    dataset = ArtifactRef.parse(record["stages"]["materialize"]["artifact"])
+    manifest = store.manifest(dataset)
+    assert manifest.stats["problems"] >= 100
+    assert set(manifest.stats["tiers"]) == {"16", "32", "64", "128"}
+    assert all(t["valid"] > 0 for t in manifest.stats["tiers"].values())
+    export = store.fetch_dir(dataset, tmp_path / "export")
+    assert (export / "README.md").read_text().startswith("# BARD dataset card")
+
+    import datasets
+
+    loaded = datasets.load_dataset(
+        "parquet",
+        data_files={"train": str(export / "sft_train.parquet"), "validation": str(export / "sft_validation.parquet")},
+    )
+    row = loaded["train"][0]
+    assert row["prompt"][0]["role"] == "user" and "Thinking budget:" in row["prompt"][0]["content"]
+    assert row["completion"][0]["content"].startswith("<think>\n")
+    assert loaded["validation"].num_rows > 0
+    assert not set(loaded["train"]["problem_id"]) & set(loaded["validation"]["problem_id"])
+
+    again, record2, _ = run_flow(overrides)
+    assert again.is_completed()
+    assert statuses(record2) == dict.fromkeys(DATA_STAGES, "skipped")
+    assert {k: v["artifact"] for k, v in record2["stages"].items()} == {
+        k: v["artifact"] for k, v in record["stages"].items()
+    }
+    assert [h["run_id"] for h in store.ref_history("smoke")] == [record["run_id"], record2["run_id"]]
+
+
+def test_failure_in_compress_then_rerun_executes_only_compress_and_materialize(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    overrides = [f"store.root=file://{tmp_path}/store"]
+    monkeypatch.setenv("BARD_FAIL_STAGE", "compress")
+    state, record, store = run_flow(overrides)
+    assert state.is_failed()
+    assert statuses(record) == {"tokenizer": "executed", "ingest": "executed", "sample": "executed"}
+    assert record["status"] == "failed"
+    before = {s: store.manifest(ArtifactRef.parse(record["stages"][s]["artifact"])) for s in ("ingest", "sample")}
+
+    monkeypatch.delenv("BARD_FAIL_STAGE")
+    state, record, store = run_flow(overrides)
+    assert state.is_completed()
+    assert statuses(record) == {
+        "tokenizer": "skipped",
+        "ingest": "skipped",
+        "sample": "skipped",
+        "compress": "executed",
+        "materialize": "executed",
+    }
+    for stage, manifest in before.items():
+        assert store.manifest(ArtifactRef.parse(record["stages"][stage]["artifact"])) == manifest
+
+
+def test_a_retried_stage_redoes_only_missing_shards(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    overrides = [f"store.root=file://{tmp_path}/store", "compress.shard_rows=60"]
+    monkeypatch.setenv("BARD_FAIL_STAGE", "compress:after_shards=1")
+    state, _, _ = run_flow(overrides)
+    assert state.is_failed()  # each of the task's two attempts wrote one more shard, then failed
+
+    monkeypatch.delenv("BARD_FAIL_STAGE")
+    state, record, store = run_flow(overrides)
+    assert state.is_completed()
+    compress = store.manifest(ArtifactRef.parse(record["stages"]["compress"]["artifact"]))
+    assert compress.usage["shards_reused"] == 2
+    assert compress.usage["shards"] > 2
+    tiers = store.read_table(ArtifactRef.parse(record["stages"]["compress"]["artifact"]), "tiers")
+    keys = list(zip(tiers.column("problem_id").to_pylist(), tiers.column("budget_tokens").to_pylist(), strict=True))
+    assert len(keys) == len(set(keys)) == compress.stats["jobs"]  # nothing missing, nothing twice
+
+
+def test_s3_store_run_produces_verifiable_artifacts(s3_endpoint: str) -> None:
+    overrides = ["store.root=s3://bard-test/e2e", f"store.endpoint_url={s3_endpoint}"]
+    state, record, store = run_flow(overrides)
+    assert state.is_completed(), state.message
+    assert set(statuses(record).values()) == {"executed"}
+    for info in record["stages"].values():
+        assert info["uri"].startswith("s3://bard-test/e2e/")
+        assert store.verify(ArtifactRef.parse(info["artifact"])) == []
+    assert os.environ["AWS_SECRET_ACCESS_KEY"] not in str(record)
+
+
+def test_stage_selection_requires_existing_inputs(tmp_path: Path) -> None:
+    overrides = [f"store.root=file://{tmp_path}/store"]
+    state, _, _ = run_flow(overrides, stages=["materialize"])
+    assert state.is_failed()
+    assert "is not in --stages" in str(state.result(raise_on_failure=False))

@@ -1,0 +1,141 @@
+"""The artifact store over a local folder and a real S3 API (moto server on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+import signal
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from infra.store import ArtifactNotFoundError, ArtifactRef, ArtifactStore, ChecksumMismatchError
+from infra.writer import ArtifactWriter
+
+REF = ArtifactRef("sample", "f" * 20)
+
+
+def _commit(store: ArtifactStore, ref: ArtifactRef = REF, value: int = 1) -> None:
+    writer = ArtifactWriter(store, ref)
+    writer.write_table("problems", pa.table({"x": [value, value + 1]}))
+    writer.write_shard("traces", 0, pa.table({"y": [value]}))
+    writer.write_shard("traces", 1, pa.table({"y": [value + 1, value + 2]}))
+    writer.write_bytes("tokenizer/tokenizer.json", json.dumps({"v": value}).encode())
+    writer.commit(inputs={"problems": "ingest/abc"}, config={"n": value}, prompts={})
+
+
+@pytest.fixture(params=["file", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> ArtifactStore:
+    if request.param == "file":
+        return ArtifactStore(f"file://{tmp_path}/store")
+    endpoint = request.getfixturevalue("s3_endpoint")
+    return ArtifactStore(f"s3://bard-test/{tmp_path.name}", endpoint_url=endpoint)
+
+
+def test_commit_read_verify_roundtrip(store: ArtifactStore, tmp_path: Path) -> None:
+    assert not store.exists(REF)
+    with pytest.raises(ArtifactNotFoundError, match="no artifact sample/fff"):
+        store.manifest(REF)
+    _commit(store)
+    manifest = store.manifest(REF)
+    assert manifest.rows == {"problems": 2, "traces": 3}
+    assert manifest.inputs == {"problems": "ingest/abc"} and manifest.code["version"]
+    assert "pyarrow" in manifest.packages and manifest.timings["wall_s"] >= 0
+    assert store.read_table(REF, "traces").column("y").to_pylist() == [1, 2, 3]
+    assert store.verify(REF) == []
+    out = store.fetch_dir(REF, tmp_path / "export", prefix="tokenizer")
+    assert json.loads((out / "tokenizer.json").read_text()) == {"v": 1}
+    assert [m.fingerprint for m in store.list("sample")] == [REF.fingerprint]
+    store.remove(REF)
+    assert not store.exists(REF)
+
+
+def test_files_are_content_addressed(store: ArtifactStore) -> None:
+    _commit(store)
+    entry = store.manifest(REF).file("problems.parquet")
+    assert entry.path == f"problems.{entry.sha256[:16]}.parquet"
+
+
+def test_checksum_mismatch_is_detected_with_a_clear_error(store: ArtifactStore) -> None:
+    _commit(store)
+    entry = store.manifest(REF).file("problems.parquet")
+    store.put_atomic(store.path(REF, entry.path), b"tampered")
+    with pytest.raises(ChecksumMismatchError) as info:
+        store.read_table(REF, "problems")
+    message = str(info.value)
+    assert entry.path in message and "does not match the manifest" in message and "bard artifacts rm" in message
+    assert len(store.verify(REF)) == 1
+    store.fs.rm(store.path(REF, entry.path))
+    assert "missing" in store.verify(REF)[0]
+
+
+def _killed_writer(root: str) -> None:
+    store = ArtifactStore(root)
+    writer = ArtifactWriter(store, REF)
+    writer.write_shard("traces", 0, pa.table({"y": [1]}))
+    writer.write_shard("traces", 1, pa.table({"y": [2]}))
+    os.kill(os.getpid(), signal.SIGKILL)  # dies before commit, like an OOM-killed worker
+
+
+def test_a_killed_writer_leaves_no_manifest_and_its_shards_are_resumed(tmp_path: Path) -> None:
+    root = f"file://{tmp_path}/store"
+    process = mp.get_context("spawn").Process(target=_killed_writer, args=(root,))
+    process.start()
+    process.join(60)
+    assert process.exitcode == -signal.SIGKILL
+    store = ArtifactStore(root)
+    assert not store.exists(REF)
+    writer = ArtifactWriter(store, REF)
+    resumed = writer.resume_shards("traces")
+    assert sorted(resumed) == [0, 1]
+    # A damaged leftover is not adopted: its name no longer matches its content.
+    store.put_atomic(store.path(REF, resumed[1].path), b"torn")
+    assert sorted(ArtifactWriter(store, REF).resume_shards("traces")) == [0]
+
+
+def _racing_writer(root: str, value: int, barrier) -> None:  # type: ignore[no-untyped-def]
+    barrier.wait()
+    for _ in range(5):  # many writes, so the two writers interleave
+        _commit(ArtifactStore(root), value=value)
+
+
+def test_two_concurrent_writers_of_one_fingerprint_do_not_corrupt_it(tmp_path: Path) -> None:
+    root = f"file://{tmp_path}/store"
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(2)
+    writers = [ctx.Process(target=_racing_writer, args=(root, v, barrier)) for v in (10, 20)]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join(120)
+        assert w.exitcode == 0
+    store = ArtifactStore(root)
+    assert store.verify(REF) == []
+    problems = store.read_table(REF, "problems").column("x").to_pylist()
+    traces = store.read_table(REF, "traces").column("y").to_pylist()
+    assert problems in ([10, 11], [20, 21])
+    assert traces == [problems[0], problems[0] + 1, problems[0] + 2]  # one writer's files, not a mix
+
+
+def test_runs_and_named_refs(store: ArtifactStore) -> None:
+    store.write_run("r1", {"run_id": "r1", "started_at": "1", "stages": {}})
+    store.write_run("r2", {"run_id": "r2", "started_at": "2", "stages": {}})
+    assert [r["run_id"] for r in store.list_runs()] == ["r1", "r2"]
+    store.tag("toy", "r1")
+    store.tag("toy", "r2")
+    assert [h["run_id"] for h in store.ref_history("toy")] == ["r1", "r2"]
+    with pytest.raises(ArtifactNotFoundError, match="no run 'r9'"):
+        store.read_run("r9")
+
+
+def test_s3_credentials_never_show(s3_endpoint: str) -> None:
+    store = ArtifactStore("s3://bard-test/creds", endpoint_url=s3_endpoint)
+    _commit(store)
+    raw = store.cat(store.path(REF, "manifest.json")).decode()
+    secret = os.environ["AWS_SECRET_ACCESS_KEY"]
+    assert secret not in raw and secret not in repr(store)
+    with pytest.raises(ArtifactNotFoundError) as info:
+        store.manifest(ArtifactRef("sample", "0" * 20))
+    assert secret not in str(info.value)

@@ -1,0 +1,80 @@
+"""The shared stage machinery, driven directly (outside a flow run) against a real local store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from bard_core.config import RunConfig
+from infra.ray_runtime import RaySession
+from infra.store import ArtifactRef, ArtifactStore
+from infra.writer import ArtifactWriter
+from tasks.stage import (
+    InjectedFailureError,
+    RunRecord,
+    StageContext,
+    StageNotSelectedError,
+    StageResult,
+    StageSpec,
+    execute,
+    maybe_fail,
+)
+
+
+def _ctx(tmp_path: Path, selected: frozenset[str] = frozenset({"ingest"})) -> StageContext:
+    cfg = RunConfig()
+    store = ArtifactStore(f"file://{tmp_path}/store")
+    run = RunRecord(run_id="r1", name="t", recipe=None, overrides=[], config={})
+    return StageContext(cfg=cfg, store=store, ray=RaySession(cfg.ray), run=run, selected=selected)
+
+
+def test_execute_builds_once_then_skips_and_records(tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path)
+    calls = []
+
+    def build(writer: ArtifactWriter) -> StageResult:
+        calls.append(1)
+        writer.write_table("problems", pa.table({"x": [1]}))
+        return StageResult(stats={"n": 1})
+
+    spec = StageSpec("ingest", 1, {"a": 1})
+    first = execute(ctx, spec, build)
+    second = execute(ctx, spec, build)
+    assert first == second and len(calls) == 1
+    assert ctx.store.read_run("r1")["stages"]["ingest"]["status"] == "skipped"
+    assert ctx.store.manifest(first).stats == {"n": 1}
+    assert execute(ctx, StageSpec("ingest", 1, {"a": 2}), build) != first and len(calls) == 2
+
+
+def test_prompt_content_and_inputs_change_the_address(tmp_path: Path) -> None:
+    prompt = tmp_path / "p.txt"
+    prompt.write_text("{problem} v1")
+    inputs = {"problems": ArtifactRef("ingest", "a" * 20)}
+    before = StageSpec("sample", 1, {}, (str(prompt),), inputs).ref()
+    from bard_core.prompting import load_prompt
+
+    load_prompt.cache_clear()
+    prompt.write_text("{problem} v2")
+    assert StageSpec("sample", 1, {}, (str(prompt),), inputs).ref() != before
+    assert StageSpec("sample", 1, {}, (str(prompt),), {"problems": ArtifactRef("ingest", "b" * 20)}).ref() != before
+
+
+def test_unselected_stage_without_artifact_fails_with_the_fix(tmp_path: Path) -> None:
+    ctx = _ctx(tmp_path, selected=frozenset({"materialize"}))
+    with pytest.raises(StageNotSelectedError, match="add ingest to --stages, or pass --from-run"):
+        execute(ctx, StageSpec("ingest", 1, {}), lambda w: StageResult())
+
+
+def test_fault_switch(monkeypatch: pytest.MonkeyPatch) -> None:
+    maybe_fail("compress", None)  # unset: nothing happens
+    monkeypatch.setenv("BARD_FAIL_STAGE", "compress")
+    with pytest.raises(InjectedFailureError):
+        maybe_fail("compress", None)
+    maybe_fail("sample", None)
+    monkeypatch.setenv("BARD_FAIL_STAGE", "compress:after_shards=2")
+    maybe_fail("compress", None)
+    maybe_fail("compress", 1)
+    with pytest.raises(InjectedFailureError):
+        maybe_fail("compress", 2)
