@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from bard_core.budget import BudgetSpec, TokenCounter, parse_think
@@ -54,13 +54,11 @@ class CompressionJob:
 class _Attempt:
     messages: list[ChatMessage]
     count: int = 0
-    last_text: str = ""
     last_reasoning: str | None = None
     last_final: str | None = None
     last_tokens: int | None = None
     last_kept: bool = False
-    last_reason: str | None = None
-    history: list[dict[str, Any]] = field(default_factory=list)
+    last_reason: str | None = None  # None once an attempt is valid
 
 
 def jobs_for(
@@ -163,11 +161,10 @@ def compress_batch(
             job, state = jobs[i], states[i]
             state.count += 1
             think = parse_think(text)
-            reason, kept = ("engine_error", False) if result.error else _judge(job, text, tokens, spec)
-            state.last_text, state.last_kept, state.last_reason = text, kept, reason
+            reason, kept = (f"engine_error: {result.error}", False) if result.error else _judge(job, text, tokens, spec)
+            state.last_kept, state.last_reason = kept, reason
             state.last_reasoning, state.last_final = think.reasoning, think.final
             state.last_tokens = tokens if think.reasoning else None
-            state.history.append({"tokens": state.last_tokens, "reason": reason, "error": result.error})
             if reason is None:
                 continue
             still.append(i)
@@ -190,10 +187,6 @@ def compress_batch(
 
 
 def _row(job: CompressionJob, state: _Attempt, compressor: str) -> dict[str, Any]:
-    reason = state.last_reason
-    if reason == "engine_error":
-        errors = [h["error"] for h in state.history if h["error"]]
-        reason = f"engine_error: {errors[-1]}" if errors else reason
     return {
         "problem_id": job.problem_id,
         "budget_tokens": job.budget_tokens,
@@ -202,8 +195,8 @@ def _row(job: CompressionJob, state: _Attempt, compressor: str) -> dict[str, Any
         "final": state.last_final,
         "reasoning_tokens": state.last_tokens,
         "answer_kept": state.last_kept,
-        "valid": reason is None,
+        "valid": state.last_reason is None,
         "attempts": state.count,
-        "reject_reason": reason,
+        "reject_reason": state.last_reason,
         "compressor": compressor,
     }

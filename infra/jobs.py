@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from bard_core import schemas
-from bard_core.budget import BudgetSpec
+from bard_core.budget import BudgetSpec, HFTokenCounter
 from bard_core.compression import CompressionJob, CompressorPrompts, compress_batch
 from bard_core.config import EngineConfig
-from bard_core.engine import SamplingParams, Usage
+from bard_core.engine import Engine, SamplingParams, Usage
 from bard_core.prompting import load_prompt
 from bard_core.sampling import TeacherPrompt, sample_batch
 from bard_core.selection import GoldSelection
@@ -25,11 +25,22 @@ from infra.tokenizers import load_counter
 
 
 @dataclass(frozen=True)
-class SampleJobSpec:
+class EngineWorker:
+    """What every engine actor needs: the engine config and where to fetch the student tokenizer."""
+
+    engine: EngineConfig
     store_root: str
     endpoint_url: str | None
     tokenizer_ref: str
-    engine: EngineConfig
+
+    def build(self) -> tuple[Engine, HFTokenCounter]:
+        counter = load_counter(self.store_root, self.endpoint_url, self.tokenizer_ref)
+        return build_engine(self.engine), counter
+
+
+@dataclass(frozen=True)
+class SampleJobSpec:
+    worker: EngineWorker
     user_prompt: str
     system_prompt: str | None
     params: SamplingParams
@@ -44,8 +55,7 @@ class SampleJob:
 
     def __init__(self, spec: SampleJobSpec) -> None:
         self.spec = spec
-        self.engine = build_engine(spec.engine)
-        self.counter = load_counter(spec.store_root, spec.endpoint_url, spec.tokenizer_ref)
+        self.engine, self.counter = spec.worker.build()
         system = load_prompt(spec.system_prompt) if spec.system_prompt else None
         self.prompt = TeacherPrompt(load_prompt(spec.user_prompt), system)
 
@@ -61,10 +71,7 @@ class SampleJob:
 
 @dataclass(frozen=True)
 class CompressJobSpec:
-    store_root: str
-    endpoint_url: str | None
-    tokenizer_ref: str
-    engine: EngineConfig
+    worker: EngineWorker
     prompts: tuple[str, str, str]  # system, user, feedback prompt refs
     budget: BudgetSpec
     params: SamplingParams
@@ -79,8 +86,7 @@ class CompressJob:
 
     def __init__(self, spec: CompressJobSpec) -> None:
         self.spec = spec
-        self.engine = build_engine(spec.engine)
-        self.counter = load_counter(spec.store_root, spec.endpoint_url, spec.tokenizer_ref)
+        self.engine, self.counter = spec.worker.build()
         system, user, feedback = (load_prompt(ref) for ref in spec.prompts)
         self.prompts = CompressorPrompts(system, user, feedback)
 

@@ -22,7 +22,7 @@ from infra.jobs import CompressJobSpec
 from infra.store import ArtifactRef
 from infra.writer import ArtifactWriter
 from tasks.sample import read_problems
-from tasks.stage import StageContext, StageResult, StageSpec, execute, run_sharded
+from tasks.stage import StageContext, StageResult, StageSpec, engine_worker, execute, run_sharded
 
 VERSION = 1
 
@@ -55,10 +55,7 @@ def compress(ctx: StageContext, traces: ArtifactRef, problems: ArtifactRef, toke
         rows = [{**asdict(job), "meta": json.dumps(dict(job.meta))} for job in jobs]
         s = cfg.sampling
         job = CompressJobSpec(
-            store_root=ctx.store.root,
-            endpoint_url=ctx.store.endpoint_url,
-            tokenizer_ref=tokenizer.key,
-            engine=cfg.engine,
+            worker=engine_worker(ctx, cfg.engine, tokenizer),
             prompts=prompt_refs,
             budget=budget.spec(),
             params=SamplingParams(1, s.temperature, s.top_p, s.max_new_tokens, s.seed),

@@ -16,7 +16,7 @@ from infra.engines import engine_identity
 from infra.jobs import SampleJobSpec
 from infra.store import ArtifactRef
 from infra.writer import ArtifactWriter
-from tasks.stage import StageContext, StageResult, StageSpec, execute, run_sharded
+from tasks.stage import StageContext, StageResult, StageSpec, engine_worker, execute, run_sharded
 
 VERSION = 1
 
@@ -41,10 +41,7 @@ def sample(ctx: StageContext, problems: ArtifactRef, tokenizer: ArtifactRef) -> 
             raise ValueError(f"no problems in splits {list(cfg.splits)} to sample; check ingest sources' split")
         s = cfg.sampling
         job = SampleJobSpec(
-            store_root=ctx.store.root,
-            endpoint_url=ctx.store.endpoint_url,
-            tokenizer_ref=tokenizer.key,
-            engine=cfg.engine,
+            worker=engine_worker(ctx, cfg.engine, tokenizer),
             user_prompt=cfg.prompt_template,
             system_prompt=cfg.system_prompt,
             params=SamplingParams(cfg.n_samples, s.temperature, s.top_p, s.max_new_tokens, s.seed),

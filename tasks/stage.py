@@ -22,11 +22,12 @@ from prefect.context import FlowRunContext, TaskRunContext
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
 
-from bard_core.config import ResourcesConfig, RunConfig
+from bard_core.config import EngineConfig, ResourcesConfig, RunConfig
 from bard_core.fingerprint import fingerprint
 from bard_core.manifest import Manifest
 from bard_core.prompting import load_prompt
 from infra.actor_pool import BatchJob, run_actor_pool
+from infra.jobs import EngineWorker
 from infra.ray_runtime import RaySession
 from infra.store import ArtifactRef, ArtifactStore, utc_now
 from infra.writer import ArtifactWriter
@@ -173,6 +174,10 @@ def maybe_fail(stage: str, shards_done: int | None) -> None:
     after = int(option.split("=", 1)[1]) if option.startswith("after_shards=") else None
     if (after is None and shards_done is None) or (after is not None and shards_done == after):
         raise InjectedFailureError(f"{FAIL_ENV}={value}: injected failure in stage {stage!r}")
+
+
+def engine_worker(ctx: StageContext, engine: EngineConfig, tokenizer: ArtifactRef) -> EngineWorker:
+    return EngineWorker(engine, ctx.store.root, ctx.store.endpoint_url, tokenizer.key)
 
 
 def run_sharded(
