@@ -1,100 +1,17 @@
-"""Typed configuration for a whole run: one frozen pydantic section per stage.
-
-Every field is documented once, by the docstring under it; those docstrings are what ``bard config
-show --explain`` and validation errors print. Sections that only say *how* to execute (replicas, CPUs,
-batch sizes) live in ``resources`` and are excluded from artifact fingerprints: changing them never
-invalidates an artifact.
-"""
+"""Stage sections: student tokenizer, budget contract, problem sources and the data stages."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from bard_core.budget import BudgetSpec, FidelityShape
+from bard_core.config.base import ResourcesConfig, SamplingConfig, Section
+from bard_core.config.engines import EngineConfig, OracleEngineConfig
 from bard_core.grading import GraderKind
 from bard_core.selection import GoldSelection
 from bard_core.toy.world import ToyFamily, check_difficulty
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
-
-
-# --------------------------------------------------------------------------- infrastructure
-
-
-class StoreConfig(Section):
-    root: str = "file://.bard/store"
-    """Artifact store root: file://PATH (relative to the working directory) or s3://BUCKET/PREFIX."""
-    endpoint_url: str | None = None
-    """S3-compatible endpoint (MinIO, a local S3 server). Credentials come from the environment
-    (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or an AWS profile), never from the config."""
-
-    @field_validator("root")
-    @classmethod
-    def _scheme(cls, value: str) -> str:
-        if not value.startswith(("file://", "s3://")):
-            raise ValueError("must start with file:// or s3:// (e.g. file://.bard/store, s3://my-bucket/bard)")
-        return value.rstrip("/")
-
-
-class RayConfig(Section):
-    address: str | None = None
-    """Ray cluster to join ('auto', or ray://HOST:PORT). None starts a private local runtime per run."""
-    num_cpus: int | None = Field(default=None, ge=1)
-    """CPUs of the private local runtime (None: all of this machine's)."""
-    temp_dir: str | None = None
-    """Ray session directory for the local runtime (None: <system temp>/bard-ray). Keep the path short:
-    Ray puts Unix sockets there."""
-
-
-class ResourcesConfig(Section):
-    replicas: int = Field(default=1, ge=1)
-    """Engine replicas (Ray actors) working in parallel."""
-    cpus_per_replica: float = Field(default=0.5, gt=0)
-    """Ray CPUs reserved per replica. Keep it fractional on small nodes: actors holding every CPU starve
-    Ray Data's read/write tasks and the stage deadlocks."""
-    gpus_per_replica: float = Field(default=0.0, ge=0)
-    """GPUs per replica (tensor-parallel engines ask for their TP size)."""
-    batch_size: int = Field(default=64, ge=1)
-    """Requests handed to an engine replica per call."""
-
-
-# --------------------------------------------------------------------------- engines
-
-
-class OracleEngineConfig(Section):
-    kind: Literal["oracle"] = "oracle"
-    """Engine backend; 'oracle' is the toy world's teacher and compressor."""
-    model: str = "toy-oracle"
-    """Name recorded as the teacher/compressor in artifacts."""
-    error_rate: float = Field(default=0.15, ge=0, le=1)
-    """Probability that a teacher sample slips on one step (so grading matters)."""
-    detour_rate: float = Field(default=1.0, ge=0)
-    """How often the teacher adds self-checks and detours (redundancy to compress away)."""
-    miss_sigma: float = Field(default=0.35, ge=0)
-    """Spread of the compressor's length estimate: larger misses the budget more often."""
-    answer_drop_rate: float = Field(default=0.03, ge=0, le=1)
-    """Probability that a compression loses the answer (so answer verification matters)."""
-
-
-EngineConfig = OracleEngineConfig
-
-
-class SamplingConfig(Section):
-    temperature: float = Field(default=0.7, ge=0)
-    """Sampling temperature."""
-    top_p: float = Field(default=1.0, gt=0, le=1)
-    """Nucleus sampling mass."""
-    max_new_tokens: int = Field(default=4096, ge=1)
-    """Cap on generated tokens per completion (the engine's tokenizer)."""
-    seed: int = 0
-    """Sampling seed; with the same seed a deterministic engine reproduces its outputs."""
-
-
-# --------------------------------------------------------------------------- student
 
 
 class ToyTokenizerConfig(Section):
@@ -120,9 +37,6 @@ class HFTokenizerConfig(Section):
 class StudentConfig(Section):
     tokenizer: Annotated[ToyTokenizerConfig | HFTokenizerConfig, Field(discriminator="kind")] = ToyTokenizerConfig()
     """The student's tokenizer: it defines the budget unit (reasoning tokens)."""
-
-
-# --------------------------------------------------------------------------- stages
 
 
 class BudgetConfig(Section):
@@ -291,24 +205,3 @@ class MaterializeConfig(Section):
     """Seed of the deterministic train/validation assignment."""
     include_gold: bool = True
     """Also train on the uncompressed gold trace, at its own length as the budget."""
-
-
-class RunConfig(Section):
-    name: str = Field(default="bard", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    """Run name (used in flow-run names and named refs)."""
-    store: StoreConfig = StoreConfig()
-    """Where artifacts are stored."""
-    ray: RayConfig = RayConfig()
-    """Which Ray runtime executes the heavy work."""
-    student: StudentConfig = StudentConfig()
-    """The student model (its tokenizer defines the budget unit)."""
-    budget: BudgetConfig = BudgetConfig()
-    """The budget contract: tiers, fidelity shape, tolerance, prompt."""
-    ingest: IngestConfig = IngestConfig()
-    """Stage 1: problem sources."""
-    sample: SampleConfig = SampleConfig()
-    """Stage 2: teacher sampling."""
-    compress: CompressConfig = CompressConfig()
-    """Stage 3: compression to budget tiers."""
-    materialize: MaterializeConfig = MaterializeConfig()
-    """Stage 4: SFT and RL datasets."""

@@ -1,0 +1,33 @@
+"""Typed configuration for a whole run: one frozen pydantic section per stage.
+
+Every field is documented once, by the docstring under it; those docstrings are what validation errors
+and ``bard config`` print. Sections that only say *how* to execute (replicas, CPUs, batch sizes) live in
+``resources`` and are excluded from artifact fingerprints: changing them never invalidates an artifact.
+"""
+
+from bard_core.config.base import RayConfig, ResourcesConfig, SamplingConfig, Section, StoreConfig
+from bard_core.config.engines import EngineConfig, OracleEngineConfig
+from bard_core.config.run import RunConfig
+from bard_core.config.stages import (
+    BudgetConfig,
+    BundledSourceConfig,
+    CompressConfig,
+    FileSourceConfig,
+    HFSourceConfig,
+    HFTokenizerConfig,
+    IngestConfig,
+    MaterializeConfig,
+    SampleConfig,
+    SourceConfig,
+    StudentConfig,
+    ToyFamilyConfig,
+    ToySourceConfig,
+    ToyTokenizerConfig,
+)
+
+__all__ = [
+    "BudgetConfig", "BundledSourceConfig", "CompressConfig", "EngineConfig", "FileSourceConfig", "HFSourceConfig",
+    "HFTokenizerConfig", "IngestConfig", "MaterializeConfig", "OracleEngineConfig", "RayConfig", "ResourcesConfig",
+    "RunConfig", "SampleConfig", "SamplingConfig", "Section", "SourceConfig", "StoreConfig", "StudentConfig",
+    "ToyFamilyConfig", "ToySourceConfig", "ToyTokenizerConfig",
+]  # fmt: skip
