@@ -17,6 +17,9 @@ from typing import Any, Literal, Protocol, TypedDict
 
 class EngineKind(str, Enum):
     ORACLE = "oracle"
+    HF = "hf"
+    VLLM = "vllm"
+    OPENAI = "openai"
 
 
 class ChatMessage(TypedDict):
@@ -51,54 +54,91 @@ class Completion:
     completion_tokens: int
 
 
+class ErrorKind(str, Enum):
+    """Why a request produced no completions; each kind is counted separately in stage usage."""
+
+    CONTEXT_LENGTH = "context_length"  # the prompt does not fit the model's context: rejected per row
+    BUDGET = "budget"  # the stage's query budget was spent before this request was sent
+    ENGINE = "engine"  # the backend failed (HTTP error after retries, a refused request)
+    UNSUPPORTED = "unsupported"  # the engine cannot serve this kind of request (e.g. the toy oracle)
+
+
 @dataclass(frozen=True)
 class GenerationResult:
     request_id: str
     completions: tuple[Completion, ...]
     prompt_tokens: int
     error: str | None = None
+    error_kind: ErrorKind | None = None
+    attempts: int = 1  # calls made for this request (retries included)
+    cost_usd: float = 0.0
 
     @property
     def completion_tokens(self) -> int:
         return sum(c.completion_tokens for c in self.completions)
 
 
+def failed(
+    request_id: str, kind: ErrorKind, message: str, prompt_tokens: int = 0, attempts: int = 0
+) -> GenerationResult:
+    return GenerationResult(request_id, (), prompt_tokens, error=message, error_kind=kind, attempts=attempts)
+
+
 class Engine(Protocol):
-    """What every generation backend provides. ``model`` is recorded in artifacts (e.g. ``teacher``)."""
+    """What every generation backend provides. ``model`` is recorded in artifacts (e.g. ``teacher``);
+    ``backend`` says what actually ran (library and version, device or endpoint) for manifests and logs."""
 
     model: str
+    backend: str
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]: ...
 
     def close(self) -> None: ...
 
 
+USAGE_FIELDS = (
+    "requests",
+    "calls",
+    "retries",
+    "failed_requests",
+    "context_length_rejected",
+    "budget_not_sent",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+)
+
+
 @dataclass
 class Usage:
-    """Accounting summed over a stage: what it asked of its engine."""
+    """Accounting summed over a stage: what it asked of its engine, and what that cost."""
 
     requests: int = 0
+    calls: int = 0  # backend calls, retries included
+    retries: int = 0
     failed_requests: int = 0
+    context_length_rejected: int = 0
+    budget_not_sent: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cost_usd: float = 0.0
 
     def add(self, results: Sequence[GenerationResult]) -> None:
         for r in results:
             self.requests += 1
+            self.calls += r.attempts
+            self.retries += max(r.attempts - 1, 0)
             self.failed_requests += r.error is not None
+            self.context_length_rejected += r.error_kind is ErrorKind.CONTEXT_LENGTH
+            self.budget_not_sent += r.error_kind is ErrorKind.BUDGET
             self.prompt_tokens += r.prompt_tokens
             self.completion_tokens += r.completion_tokens
+            self.cost_usd += r.cost_usd
 
-    def merge(self, other: Usage) -> None:
-        self.requests += other.requests
-        self.failed_requests += other.failed_requests
-        self.prompt_tokens += other.prompt_tokens
-        self.completion_tokens += other.completion_tokens
+    def merge(self, other: Usage | dict[str, float]) -> None:
+        values = other.as_dict() if isinstance(other, Usage) else other
+        for name in USAGE_FIELDS:
+            setattr(self, name, type(getattr(self, name))(getattr(self, name) + values.get(name, 0)))
 
-    def as_dict(self) -> dict[str, int]:
-        return {
-            "requests": self.requests,
-            "failed_requests": self.failed_requests,
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-        }
+    def as_dict(self) -> dict[str, float]:
+        return {name: getattr(self, name) for name in USAGE_FIELDS}

@@ -1,6 +1,7 @@
 """The BARD distillation flow: the method section, stage by stage.
 
 1. `tokenizer`   the student's tokenizer, which defines the budget unit (reasoning tokens);
+   `model`       the models the engines load (built ones, e.g. a GGUF conversion, are stored);
 2. `ingest`      problems with reference answers, rejected rows recorded;
 3. `sample`      n teacher chains of thought per problem, graded; the gold trace selected;
 4. `compress`    each gold trace rewritten to every smaller budget tier, validated (length within
@@ -23,6 +24,7 @@ from tasks.compress import compress
 from tasks.context import close_context, open_context
 from tasks.ingest import ingest
 from tasks.materialize import materialize
+from tasks.models import engine_models, prepare_models
 from tasks.sample import sample
 from tasks.tokenizer import build_tokenizer
 
@@ -55,9 +57,10 @@ def distill(
     ok = False
     try:
         tokenizer = build_tokenizer(ctx)
+        models = prepare_models(ctx, tokenizer, engine_models(cfg))
         problems = ingest(ctx)
-        traces = sample(ctx, problems, tokenizer)
-        tiers = compress(ctx, traces, problems, tokenizer)
+        traces = sample(ctx, problems, tokenizer, models)
+        tiers = compress(ctx, traces, problems, tokenizer, models)
         dataset = materialize(ctx, tiers, traces, problems)
         ok = True
     finally:

@@ -9,6 +9,8 @@ a stage can persist shards while later ones are still generating.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -17,19 +19,23 @@ from typing import Any, Protocol
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from bard_core.config import ResourcesConfig
-from bard_core.engine import Usage
+from bard_core.engine import USAGE_FIELDS, Usage
 
 log = logging.getLogger(__name__)
 
 SHARD, ROW = "__shard", "__row"
-USAGE_COLUMNS = ("__requests", "__failed_requests", "__prompt_tokens", "__completion_tokens", "__cpu_s")
+USAGE_COLUMNS = (*(f"__{name}" for name in USAGE_FIELDS), "__worker_cpu_s")
+# Test-only switch: the first actor to reach its second batch kills itself (SIGKILL) once; the marker
+# file named by the variable records that it happened.
+KILL_ENV = "BARD_KILL_ACTOR_ONCE"
+BACKEND = "__backend"  # what ran: set on the first row of each batch
 
 
 class BatchJob(Protocol):
     """Per-actor state plus the batch function; must be built inside the actor (engines are not picklable)."""
 
     schema: pa.Schema
+    backend: str
 
     def process(self, rows: Sequence[Mapping[str, Any]]) -> tuple[list[list[dict[str, Any]]], Usage]: ...
 
@@ -39,8 +45,11 @@ class JobActor:
 
     def __init__(self, job_factory: Callable[[], BatchJob]) -> None:
         self.job = job_factory()
+        self.batches = 0
 
     def __call__(self, batch: pa.Table) -> pa.Table:
+        self.batches += 1
+        _maybe_die(self.batches)
         cpu0 = time.process_time()
         rows = batch.to_pylist()
         outputs, usage = self.job.process(rows)
@@ -53,22 +62,37 @@ class JobActor:
             flat, schema=self.job.schema.append(pa.field(SHARD, pa.int32())).append(pa.field(ROW, pa.int32()))
         )
         # Usage rides on the first row of the batch (zeros elsewhere), so column sums are batch totals.
-        counts = usage.as_dict()
-        values = [counts["requests"], counts["failed_requests"], counts["prompt_tokens"], counts["completion_tokens"]]
-        values.append(time.process_time() - cpu0)
+        values = [*usage.as_dict().values(), time.process_time() - cpu0]
         for name, value in zip(USAGE_COLUMNS, values, strict=True):
             table = table.append_column(name, pa.array([value] + [0] * (table.num_rows - 1), pa.float64()))
-        return table
+        return table.append_column(BACKEND, pa.array([self.job.backend] + [None] * (table.num_rows - 1), pa.string()))
+
+
+def _maybe_die(batches: int) -> None:
+    marker = os.environ.get(KILL_ENV)
+    if not marker or batches != 2:
+        return
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:
+        return
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def run_actor_pool(
     shards: Mapping[int, pa.Table],
     job_factory: Callable[[], BatchJob],
-    resources: ResourcesConfig,
-    on_shard: Callable[[int, pa.Table], None],
+    replicas: int,
+    batch_size: int,
+    actor_options: Mapping[str, Any],
+    on_shard: Callable[[int, pa.Table, dict[str, float], str], None],
     label: str,
-) -> dict[str, float]:
-    """Process ``shards`` ({index: input table}); returns usage totals (requests, tokens, worker CPU s)."""
+) -> dict[str, Any]:
+    """Process ``shards`` ({index: input table}); returns usage totals and the pool's wall time.
+
+    Output rows are keyed by (shard, input row): a batch that Ray re-executes after an actor died is
+    counted once, so a shard is handed on complete, with no row missing and none twice.
+    """
     import ray
     from ray.data import ActorPoolStrategy
 
@@ -86,28 +110,36 @@ def run_actor_pool(
     dataset = ray.data.from_arrow(blocks).map_batches(
         JobActor,
         fn_constructor_kwargs={"job_factory": job_factory},
-        compute=ActorPoolStrategy(size=min(resources.replicas, len(blocks))),
-        batch_size=resources.batch_size,
+        compute=ActorPoolStrategy(size=min(replicas, len(blocks))),
+        batch_size=batch_size,
         batch_format="pyarrow",
-        num_cpus=resources.cpus_per_replica,
-        num_gpus=resources.gpus_per_replica or None,
+        **actor_options,
     )
     buffers: dict[int, list[pa.Table]] = defaultdict(list)
     seen: dict[int, set[int]] = defaultdict(set)
-    totals = dict.fromkeys(USAGE_COLUMNS, 0.0)
+    usage: dict[int, dict[str, float]] = defaultdict(lambda: dict.fromkeys(USAGE_COLUMNS, 0.0))
     completed: set[int] = set()
+    shard_backends: dict[int, set[str]] = defaultdict(set)
     t0 = time.perf_counter()
     for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
-        for name in USAGE_COLUMNS:
-            totals[name] += float(pc.sum(batch.column(name)).as_py() or 0.0)
-        batch = batch.drop_columns(list(USAGE_COLUMNS))
         for index in pc.unique(batch.column(SHARD)).to_pylist():
             part = batch.filter(pc.equal(batch.column(SHARD), index))
-            buffers[index].append(part)
-            seen[index].update(part.column(ROW).to_pylist())
-            if len(seen[index]) == expected[index]:
+            rows = part.column(ROW).to_pylist()
+            fresh = [r not in seen[index] for r in rows]
+            if not all(fresh):
+                log.warning(
+                    "%s: dropped %d duplicate rows of shard %d (a re-executed batch)", label, fresh.count(False), index
+                )
+                part = part.filter(pa.array(fresh))
+            seen[index].update(rows)
+            for name in USAGE_COLUMNS:
+                usage[index][name] += float(pc.sum(part.column(name)).as_py() or 0.0)
+            shard_backends[index].update(v for v in part.column(BACKEND).to_pylist() if v)
+            buffers[index].append(part.drop_columns([*USAGE_COLUMNS, BACKEND]))
+            if len(seen[index]) == expected[index] and index not in completed:
                 table = pa.concat_tables(buffers.pop(index)).sort_by([(ROW, "ascending")])
-                on_shard(index, table.drop_columns([SHARD, ROW]))
+                backend = "; ".join(sorted(shard_backends[index]))
+                on_shard(index, table.drop_columns([SHARD, ROW]), _usage_dict(usage[index]), backend)
                 completed.add(index)
                 log.info(
                     "%s: shard %d done (%d/%d, %.1f s)",
@@ -120,4 +152,14 @@ def run_actor_pool(
     missing = sorted(set(expected) - completed)
     if missing:
         raise RuntimeError(f"{label}: shards {missing} did not complete; rerun the stage to redo only those")
-    return {name.strip("_"): round(value, 3) for name, value in totals.items()}
+    totals = dict.fromkeys(USAGE_COLUMNS, 0.0)
+    for per_shard in usage.values():
+        for name, value in per_shard.items():
+            totals[name] += value
+    backends = "; ".join(sorted(set().union(*shard_backends.values())))
+    log.info("%s: engine backend(s): %s", label, backends)
+    return {**_usage_dict(totals), "pool_wall_s": round(time.perf_counter() - t0, 3), "backend": backends}
+
+
+def _usage_dict(values: Mapping[str, float]) -> dict[str, float]:
+    return {name.strip("_"): round(value, 6) for name, value in values.items()}

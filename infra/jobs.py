@@ -7,6 +7,7 @@ the actor, where the engine is loaded and the student tokenizer fetched from the
 from __future__ import annotations
 
 import json
+import logging
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,22 +21,36 @@ from bard_core.engine import Engine, SamplingParams, Usage
 from bard_core.prompting import load_prompt
 from bard_core.sampling import TeacherPrompt, sample_batch
 from bard_core.selection import GoldSelection
-from infra.engines import build_engine
+from infra.engines import EngineRuntime, build_engine
+from infra.local_cache import resolve_location
+from infra.models import MODEL_PREFIX
 from infra.tokenizers import load_counter
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class EngineWorker:
-    """What every engine actor needs: the engine config and where to fetch the student tokenizer."""
+    """What every engine actor needs: the engine config, where its model and the student tokenizer are,
+    and the name of the stage's query-budget actor (if the stage has a budget)."""
 
     engine: EngineConfig
     store_root: str
     endpoint_url: str | None
     tokenizer_ref: str
+    model_location: str | None = None  # "store:model/<fp>", a folder, or a hub id
+    model_revision: str | None = None
+    budget_actor: str | None = None
 
     def build(self) -> tuple[Engine, HFTokenCounter]:
         counter = load_counter(self.store_root, self.endpoint_url, self.tokenizer_ref)
-        return build_engine(self.engine), counter
+        model_path = None
+        if self.model_location is not None:
+            model_path = resolve_location(self.model_location, self.store_root, self.endpoint_url, MODEL_PREFIX)
+        runtime = EngineRuntime(model_path, self.model_revision, self.budget_actor)
+        engine = build_engine(self.engine, runtime)
+        log.info("engine ready: %s, model %s (%s)", engine.backend, engine.model, model_path or "no weights")
+        return engine, counter
 
 
 @dataclass(frozen=True)
@@ -56,6 +71,7 @@ class SampleJob:
     def __init__(self, spec: SampleJobSpec) -> None:
         self.spec = spec
         self.engine, self.counter = spec.worker.build()
+        self.backend = self.engine.backend
         system = load_prompt(spec.system_prompt) if spec.system_prompt else None
         self.prompt = TeacherPrompt(load_prompt(spec.user_prompt), system)
 
@@ -87,6 +103,7 @@ class CompressJob:
     def __init__(self, spec: CompressJobSpec) -> None:
         self.spec = spec
         self.engine, self.counter = spec.worker.build()
+        self.backend = self.engine.backend
         system, user, feedback = (load_prompt(ref) for ref in spec.prompts)
         self.prompts = CompressorPrompts(system, user, feedback)
 

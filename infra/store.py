@@ -174,7 +174,7 @@ class ArtifactStore:
         manifest = self.manifest(ref)
         shards = sorted((f for f in manifest.files if f.name.startswith(f"shards/{name}-")), key=lambda f: f.name)
         if shards:
-            tables = [pq.read_table(io.BytesIO(self.read_bytes(ref, f))) for f in shards]
+            tables = [pq.read_table(io.BytesIO(self.read_bytes(ref, f))).replace_schema_metadata(None) for f in shards]
             return pa.concat_tables(tables, promote_options="default")
         return pq.read_table(io.BytesIO(self.read_bytes(ref, manifest.file(f"{name}.parquet"))))
 

@@ -72,6 +72,10 @@ def code_version() -> dict[str, str]:
     return info
 
 
+USAGE_KEY = b"bard_usage"
+BACKEND_KEY = b"bard_backend"
+
+
 def table_name(name: str) -> str:
     """Logical table of a file: ``shards/traces-00003.parquet`` and ``traces.parquet`` -> ``traces``."""
     stem = name.removesuffix(".parquet")
@@ -85,6 +89,8 @@ class ArtifactWriter:
         self.store = store
         self.ref = ref
         self.files: dict[str, FileEntry] = {}
+        self.resumed_usage: dict[str, float] = {}  # engine usage of shards adopted from an earlier attempt
+        self.resumed_backends: set[str] = set()
         self._t0 = time.perf_counter()
         self._cpu0 = time.process_time()
 
@@ -106,18 +112,21 @@ class ArtifactWriter:
         for path in sorted(p for p in local_dir.rglob("*") if p.is_file()):
             self.write_bytes(f"{prefix}/{path.relative_to(local_dir).as_posix()}", path.read_bytes())
 
-    def write_shard(self, table_name: str, index: int, table: pa.Table) -> FileEntry:
+    def write_shard(
+        self, table_name: str, index: int, table: pa.Table, usage: dict[str, float] | None = None
+    ) -> FileEntry:
+        """One shard; its engine usage rides in the Parquet metadata, so a resumed stage still counts it."""
+        if usage:
+            table = table.replace_schema_metadata({**(table.schema.metadata or {}), USAGE_KEY: json.dumps(usage)})
         return self.write_table(f"shards/{table_name}-{index:05d}", table)
 
-    def read_table(self, name: str) -> pa.Table:
-        """A table written (or adopted) so far, shards concatenated in order; checksums verified."""
+    def read_table(self, name: str, schema: pa.Schema) -> pa.Table:
+        """A table written (or adopted) so far, shards concatenated in order (empty if none); checksums verified."""
         entries = sorted(
             (e for e in self.files.values() if e.rows is not None and table_name(e.name) == name), key=lambda e: e.name
         )
-        if not entries:
-            raise KeyError(f"{self.ref.key}: nothing written for table {name!r} yet")
         tables = [pq.read_table(pa.BufferReader(self.store.read_bytes(self.ref, e))) for e in entries]
-        return pa.concat_tables(tables)
+        return pa.concat_tables([t.replace_schema_metadata(None) for t in tables]) if tables else schema.empty_table()
 
     def resume_shards(self, table_name: str) -> dict[int, FileEntry]:
         """Shards an earlier, interrupted writer left behind: verified, adopted, returned by index."""
@@ -129,7 +138,14 @@ class ArtifactWriter:
             digest = sha256_bytes(data)
             if not path.endswith(f".{digest[:16]}.parquet"):
                 continue  # a damaged leftover: redo the shard
-            num_rows = pq.ParquetFile(pa.BufferReader(data)).metadata.num_rows
+            parquet = pq.ParquetFile(pa.BufferReader(data))
+            num_rows = parquet.metadata.num_rows
+            metadata = parquet.schema_arrow.metadata or {}
+            if metadata.get(BACKEND_KEY):
+                self.resumed_backends.add(metadata[BACKEND_KEY].decode())
+            usage = json.loads(metadata.get(USAGE_KEY, b"{}"))
+            for key, value in usage.items():
+                self.resumed_usage[key] = self.resumed_usage.get(key, 0.0) + value
             name = f"shards/{table}-{index:05d}.parquet"
             entry = FileEntry(name=name, path=path, sha256=digest, bytes=len(data), rows=num_rows)
             self.files[entry.name] = entry

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import asdict
-from functools import partial
 from typing import Any
 
 import pyarrow as pa
@@ -17,14 +16,28 @@ from bard_core import schemas
 from bard_core.compression import FEEDBACK_FIELDS, USER_FIELDS, jobs_for
 from bard_core.engine import SamplingParams
 from bard_core.prompting import load_prompt
-from infra.engines import engine_identity
-from infra.jobs import CompressJobSpec
+from infra.jobs import CompressJobSpec, EngineWorker
 from infra.store import ArtifactRef
 from infra.writer import ArtifactWriter
+from tasks.engine_stage import engine_setup, run_engine_stage
+from tasks.models import ModelLocation
 from tasks.sample import read_problems
-from tasks.stage import StageContext, StageResult, StageSpec, engine_worker, execute, run_sharded
+from tasks.stage import StageContext, StageResult, StageSpec, execute, logger
 
-VERSION = 1
+VERSION = 2
+# The driver -> compressor-actor boundary: one row per (gold trace, tier).
+JOBS = pa.schema(
+    [
+        ("problem_id", pa.string()),
+        ("problem", pa.string()),
+        ("answer", pa.string()),
+        ("meta", pa.string()),
+        ("reasoning", pa.string()),
+        ("final", pa.string()),
+        ("source_tokens", pa.int32()),
+        ("budget_tokens", pa.int32()),
+    ]
+)
 
 
 def read_gold(ctx: StageContext, traces: ArtifactRef, stage: str) -> pa.Table:
@@ -35,11 +48,21 @@ def read_gold(ctx: StageContext, traces: ArtifactRef, stage: str) -> pa.Table:
 
 
 @task(name="compress", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)
-def compress(ctx: StageContext, traces: ArtifactRef, problems: ArtifactRef, tokenizer: ArtifactRef) -> ArtifactRef:
+def compress(
+    ctx: StageContext,
+    traces: ArtifactRef,
+    problems: ArtifactRef,
+    tokenizer: ArtifactRef,
+    models: dict[str, ModelLocation],
+) -> ArtifactRef:
     cfg = ctx.cfg.compress
     budget = ctx.cfg.budget
-    config = {**cfg.model_dump(mode="json", exclude={"resources"}), "budget": budget.model_dump(mode="json")}
-    config["engine"] = engine_identity(cfg.engine)
+    setup = engine_setup(cfg.engine, cfg.resources, tokenizer, models)
+    config = {
+        **cfg.model_dump(mode="json", exclude={"resources"}),
+        "engine": setup.identity(),
+        "budget": budget.model_dump(mode="json"),
+    }
     prompt_refs = (cfg.system_template, cfg.user_template, cfg.feedback_template)
     load_prompt(cfg.user_template).require(USER_FIELDS)
     load_prompt(cfg.feedback_template).require(FEEDBACK_FIELDS)
@@ -51,21 +74,23 @@ def compress(ctx: StageContext, traces: ArtifactRef, problems: ArtifactRef, toke
         by_id = {p["problem_id"]: p for p in read_problems(ctx, problems, "compress").to_pylist()}
         jobs = sorted(jobs_for(gold, by_id, budget.spec()), key=lambda j: (j.problem_id, j.budget_tokens))
         if not jobs:
-            raise ValueError("no compression jobs: no gold trace is longer than the smallest tier; lower the tiers")
+            # A weak teacher may solve nothing: an empty, committed result reports that honestly.
+            logger().warning(
+                "compress: nothing to compress (%d gold traces, none longer than the smallest tier %d)",
+                len(gold),
+                budget.tiers_tokens[0],
+            )
         rows = [{**asdict(job), "meta": json.dumps(dict(job.meta))} for job in jobs]
         s = cfg.sampling
-        job = CompressJobSpec(
-            worker=engine_worker(ctx, cfg.engine, tokenizer),
-            prompts=prompt_refs,
-            budget=budget.spec(),
-            params=SamplingParams(1, s.temperature, s.top_p, s.max_new_tokens, s.seed),
-            max_attempts=cfg.max_attempts,
-        )
-        conform = partial(schemas.conform, schema=schemas.TIERS, artifact="compress output", stage="compress")
-        usage = run_sharded(
-            ctx, writer, "tiers", pa.Table.from_pylist(rows), cfg.shard_rows, job, cfg.resources, conform
-        )
-        return StageResult(stats=tier_stats(writer.read_table("tiers"), len(gold)), usage=usage)
+        params = SamplingParams(1, s.temperature, s.top_p, s.max_new_tokens, s.seed)
+
+        def make_job(worker: EngineWorker) -> CompressJobSpec:
+            return CompressJobSpec(worker, prompt_refs, budget.spec(), params, cfg.max_attempts)
+
+        table = pa.Table.from_pylist(rows, schema=JOBS)
+        usage, backend = run_engine_stage(ctx, writer, "tiers", table, cfg.shard_rows, setup, make_job, schemas.TIERS)
+        stats = tier_stats(writer.read_table("tiers", schemas.TIERS), len(gold))
+        return StageResult(stats={**stats, "engine_backend": backend}, usage=usage)
 
     return execute(ctx, spec, build)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from functools import partial
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -12,11 +11,12 @@ from prefect.cache_policies import NO_CACHE
 
 from bard_core import schemas
 from bard_core.engine import SamplingParams
-from infra.engines import engine_identity
-from infra.jobs import SampleJobSpec
+from infra.jobs import EngineWorker, SampleJobSpec
 from infra.store import ArtifactRef
 from infra.writer import ArtifactWriter
-from tasks.stage import StageContext, StageResult, StageSpec, engine_worker, execute, run_sharded
+from tasks.engine_stage import engine_setup, run_engine_stage
+from tasks.models import ModelLocation
+from tasks.stage import StageContext, StageResult, StageSpec, execute
 
 VERSION = 1
 
@@ -27,10 +27,12 @@ def read_problems(ctx: StageContext, ref: ArtifactRef, stage: str) -> pa.Table:
 
 
 @task(name="sample", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)
-def sample(ctx: StageContext, problems: ArtifactRef, tokenizer: ArtifactRef) -> ArtifactRef:
+def sample(
+    ctx: StageContext, problems: ArtifactRef, tokenizer: ArtifactRef, models: dict[str, ModelLocation]
+) -> ArtifactRef:
     cfg = ctx.cfg.sample
-    config = cfg.model_dump(mode="json", exclude={"resources"})
-    config["engine"] = engine_identity(cfg.engine)
+    setup = engine_setup(cfg.engine, cfg.resources, tokenizer, models)
+    config = {**cfg.model_dump(mode="json", exclude={"resources"}), "engine": setup.identity()}
     prompts = (cfg.prompt_template,) + ((cfg.system_prompt,) if cfg.system_prompt else ())
     spec = StageSpec("sample", VERSION, config, prompts, {"problems": problems, "tokenizer": tokenizer})
 
@@ -40,16 +42,14 @@ def sample(ctx: StageContext, problems: ArtifactRef, tokenizer: ArtifactRef) -> 
         if table.num_rows == 0:
             raise ValueError(f"no problems in splits {list(cfg.splits)} to sample; check ingest sources' split")
         s = cfg.sampling
-        job = SampleJobSpec(
-            worker=engine_worker(ctx, cfg.engine, tokenizer),
-            user_prompt=cfg.prompt_template,
-            system_prompt=cfg.system_prompt,
-            params=SamplingParams(cfg.n_samples, s.temperature, s.top_p, s.max_new_tokens, s.seed),
-            selection=cfg.selection,
-        )
-        conform = partial(schemas.conform, schema=schemas.TRACES, artifact="sample output", stage="sample")
-        usage = run_sharded(ctx, writer, "traces", table, cfg.shard_rows, job, cfg.resources, conform)
-        return StageResult(stats=trace_stats(writer.read_table("traces"), table.num_rows), usage=usage)
+        params = SamplingParams(cfg.n_samples, s.temperature, s.top_p, s.max_new_tokens, s.seed)
+
+        def make_job(worker: EngineWorker) -> SampleJobSpec:
+            return SampleJobSpec(worker, cfg.prompt_template, cfg.system_prompt, params, cfg.selection)
+
+        usage, backend = run_engine_stage(ctx, writer, "traces", table, cfg.shard_rows, setup, make_job, schemas.TRACES)
+        stats = trace_stats(writer.read_table("traces", schemas.TRACES), table.num_rows)
+        return StageResult(stats={**stats, "engine_backend": backend}, usage=usage)
 
     return execute(ctx, spec, build)
 

@@ -9,31 +9,28 @@ in the run manifest and publishes a summary to the Prefect UI.
 from __future__ import annotations
 
 import logging
-import math
 import os
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import pyarrow as pa
 from prefect.artifacts import create_markdown_artifact
 from prefect.context import FlowRunContext, TaskRunContext
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
 
-from bard_core.config import EngineConfig, ResourcesConfig, RunConfig
+from bard_core.config import RunConfig
 from bard_core.fingerprint import fingerprint
 from bard_core.manifest import Manifest
 from bard_core.prompting import load_prompt
-from infra.actor_pool import BatchJob, run_actor_pool
-from infra.jobs import EngineWorker
 from infra.ray_runtime import RaySession
 from infra.store import ArtifactRef, ArtifactStore, utc_now
 from infra.writer import ArtifactWriter
 from tasks.reporting import stage_markdown
 
-STAGES = ("tokenizer", "ingest", "sample", "compress", "materialize")
+STAGES = ("tokenizer", "model", "ingest", "sample", "compress", "materialize")
 FAIL_ENV = "BARD_FAIL_STAGE"  # test-only fault injection: "compress" or "compress:after_shards=1"
 
 
@@ -107,6 +104,7 @@ class StageSpec:
     config: dict[str, Any]
     prompts: tuple[str, ...] = ()
     inputs: Mapping[str, ArtifactRef] = field(default_factory=dict)
+    label: str | None = None  # run-manifest entry when a stage runs more than once per run ("model:smollm2")
 
     def ref(self) -> ArtifactRef:
         prompt_hashes = {ref: load_prompt(ref).sha256 for ref in self.prompts}
@@ -123,16 +121,17 @@ class StageResult:
 def execute(ctx: StageContext, spec: StageSpec, build: Callable[[ArtifactWriter], StageResult]) -> ArtifactRef:
     log = logger()
     t0 = time.perf_counter()
-    if spec.name not in ctx.selected and spec.name in ctx.reuse:
-        ref = ArtifactRef.parse(ctx.reuse[spec.name])
+    key = spec.label or spec.name
+    if spec.name not in ctx.selected and key in ctx.reuse:
+        ref = ArtifactRef.parse(ctx.reuse[key])
         manifest = ctx.store.manifest(ref)
         log.info("%s: reusing %s from the earlier run", spec.name, ctx.store.uri(ref))
-        return _finish(ctx, spec.name, ref, "reused", manifest, t0)
+        return _finish(ctx, spec.label or spec.name, ref, "reused", manifest, t0)
     ref = spec.ref()
     if ctx.store.exists(ref):
         manifest = ctx.store.manifest(ref)
         log.info("%s: skipped, artifact %s already committed", spec.name, ctx.store.uri(ref))
-        return _finish(ctx, spec.name, ref, "skipped", manifest, t0)
+        return _finish(ctx, spec.label or spec.name, ref, "skipped", manifest, t0)
     if spec.name not in ctx.selected:
         raise StageNotSelectedError(
             f"stage {spec.name!r} is not in --stages and its artifact {ref.key} does not exist in {ctx.store.root}; "
@@ -151,14 +150,14 @@ def execute(ctx: StageContext, spec: StageSpec, build: Callable[[ArtifactWriter]
     )
     rows = ", ".join(f"{k}={v}" for k, v in manifest.rows.items()) or f"{len(manifest.files)} files"
     log.info("%s: committed %s (%s)", spec.name, ref.key, rows)
-    return _finish(ctx, spec.name, ref, "executed", manifest, t0)
+    return _finish(ctx, spec.label or spec.name, ref, "executed", manifest, t0)
 
 
 def _finish(ctx: StageContext, stage: str, ref: ArtifactRef, status: str, manifest: Manifest, t0: float) -> ArtifactRef:
     ctx.record(stage, ref, status, manifest, time.perf_counter() - t0)
     if FlowRunContext.get() or TaskRunContext.get():  # outside a run there is no UI to publish to
         create_markdown_artifact(
-            key=f"{stage}-summary",
+            key=re.sub(r"[^a-z0-9-]+", "-", f"{stage}-summary".lower()),  # Prefect's key alphabet
             markdown=stage_markdown(manifest, ctx.store.uri(ref), status),
             description=f"{stage}: {status} ({ref.key})",
         )
@@ -174,40 +173,3 @@ def maybe_fail(stage: str, shards_done: int | None) -> None:
     after = int(option.split("=", 1)[1]) if option.startswith("after_shards=") else None
     if (after is None and shards_done is None) or (after is not None and shards_done == after):
         raise InjectedFailureError(f"{FAIL_ENV}={value}: injected failure in stage {stage!r}")
-
-
-def engine_worker(ctx: StageContext, engine: EngineConfig, tokenizer: ArtifactRef) -> EngineWorker:
-    return EngineWorker(engine, ctx.store.root, ctx.store.endpoint_url, tokenizer.key)
-
-
-def run_sharded(
-    ctx: StageContext,
-    writer: ArtifactWriter,
-    table_name: str,
-    inputs: pa.Table,
-    shard_rows: int,
-    job_factory: Callable[[], BatchJob],
-    resources: ResourcesConfig,
-    conform: Callable[[pa.Table], pa.Table],
-) -> dict[str, float]:
-    """Process ``inputs`` in fixed shards on the actor pool; shards left by a failed attempt are reused."""
-    log = logger()
-    count = max(1, math.ceil(inputs.num_rows / shard_rows))
-    shards = {i: inputs.slice(i * shard_rows, shard_rows) for i in range(count)}
-    resumed = writer.resume_shards(table_name)
-    todo = {i: table for i, table in shards.items() if i not in resumed}
-    if resumed:
-        log.info("%s: %d of %d shards reused from an interrupted attempt", writer.ref.stage, len(resumed), count)
-    written = 0
-
-    def on_shard(index: int, table: pa.Table) -> None:
-        nonlocal written
-        writer.write_shard(table_name, index, conform(table))
-        written += 1
-        maybe_fail(writer.ref.stage, shards_done=written)
-
-    usage: dict[str, float] = {}
-    if todo:
-        ctx.ray.ensure()
-        usage = run_actor_pool(todo, job_factory, resources, on_shard, label=writer.ref.stage)
-    return {**usage, "shards": count, "shards_reused": len(resumed), "replicas": resources.replicas}

@@ -76,3 +76,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     skip = pytest.mark.skip(reason="needs a CUDA GPU")
     for item in gpu_items:
         item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def toy_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random-init Llama over a toy BPE tokenizer, saved as a transformers folder."""
+    from bard_core.config import ToyRandomModelSpec
+    from bard_core.prompting import load_prompt
+    from bard_core.toy.tokenizer import toy_corpus, train_toy_tokenizer
+    from infra.models import build_toy_random
+
+    root = tmp_path_factory.mktemp("toy-model")
+    tokenizer = train_toy_tokenizer(toy_corpus(40, 7, [16, 32, 64], load_prompt("budget_user.txt")), 512)
+    tokenizer.save_pretrained(root / "tokenizer")
+    spec = ToyRandomModelSpec(
+        hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128, max_position_embeddings=256
+    )
+    build_toy_random(spec, root / "tokenizer", root / "model")
+    return root / "model"

@@ -6,7 +6,22 @@ and ``bard config`` print. Sections that only say *how* to execute (replicas, CP
 """
 
 from bard_core.config.base import RayConfig, ResourcesConfig, SamplingConfig, Section, StoreConfig
-from bard_core.config.engines import EngineConfig, OracleEngineConfig
+from bard_core.config.engines import (
+    EngineConfig,
+    HFEngineConfig,
+    OpenAIEngineConfig,
+    OracleEngineConfig,
+    PriceConfig,
+    VLLMEngineConfig,
+)
+from bard_core.config.models import (
+    BUILT_MODEL_KINDS,
+    GGUFPackageModelSpec,
+    HubModelSpec,
+    ModelSpec,
+    PathModelSpec,
+    ToyRandomModelSpec,
+)
 from bard_core.config.run import RunConfig
 from bard_core.config.stages import (
     BudgetConfig,
@@ -26,8 +41,36 @@ from bard_core.config.stages import (
 )
 
 __all__ = [
-    "BudgetConfig", "BundledSourceConfig", "CompressConfig", "EngineConfig", "FileSourceConfig", "HFSourceConfig",
-    "HFTokenizerConfig", "IngestConfig", "MaterializeConfig", "OracleEngineConfig", "RayConfig", "ResourcesConfig",
-    "RunConfig", "SampleConfig", "SamplingConfig", "Section", "SourceConfig", "StoreConfig", "StudentConfig",
-    "ToyFamilyConfig", "ToySourceConfig", "ToyTokenizerConfig",
-]  # fmt: skip
+    "BUILT_MODEL_KINDS",
+    "BudgetConfig",
+    "BundledSourceConfig",
+    "CompressConfig",
+    "EngineConfig",
+    "FileSourceConfig",
+    "GGUFPackageModelSpec",
+    "HFEngineConfig",
+    "HFSourceConfig",
+    "HFTokenizerConfig",
+    "HubModelSpec",
+    "IngestConfig",
+    "MaterializeConfig",
+    "ModelSpec",
+    "OpenAIEngineConfig",
+    "OracleEngineConfig",
+    "PathModelSpec",
+    "PriceConfig",
+    "RayConfig",
+    "ResourcesConfig",
+    "RunConfig",
+    "SampleConfig",
+    "SamplingConfig",
+    "Section",
+    "SourceConfig",
+    "StoreConfig",
+    "StudentConfig",
+    "ToyFamilyConfig",
+    "ToyRandomModelSpec",
+    "ToySourceConfig",
+    "ToyTokenizerConfig",
+    "VLLMEngineConfig",
+]

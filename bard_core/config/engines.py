@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -24,4 +24,82 @@ class OracleEngineConfig(Section):
     """Probability that a compression loses the answer (so answer verification matters)."""
 
 
-EngineConfig = OracleEngineConfig
+class HFEngineConfig(Section):
+    kind: Literal["hf"] = "hf"
+    """transformers `generate`: CPU or a single GPU; the toy student's engine and a fallback."""
+    model: str
+    """A name from the run's `models` catalog, a local folder, or a Hugging Face model id."""
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """Weights dtype. On CPUs without native bf16 (AVX2) float32 is several times faster."""
+    device: str = "auto"
+    """'cpu', 'cuda', 'cuda:1' or 'auto' (CUDA when available)."""
+    max_batch_size: int = Field(default=16, ge=1)
+    """Sequences (prompts x samples) generated together."""
+    threads: int | None = Field(default=None, ge=1)
+    """torch CPU threads per replica (None: what Ray grants the actor)."""
+    stop_after_answer: bool = True
+    """Stop a sequence once it closed </think> and a \\boxed{} answer, instead of running to max tokens."""
+
+
+class VLLMEngineConfig(Section):
+    kind: Literal["vllm"] = "vllm"
+    """vLLM offline inference (`vllm.LLM`) inside each engine replica."""
+    model: str
+    """A name from the run's `models` catalog, a local folder, or a Hugging Face model id."""
+    tensor_parallel_size: int = Field(default=1, ge=1)
+    """GPUs per replica (tensor parallelism); each replica asks Ray for this many GPUs."""
+    dtype: str = "auto"
+    """Weights dtype ('auto', 'bfloat16', 'float16', 'float32'; use float32 on AVX2 CPUs)."""
+    max_model_len: int | None = Field(default=None, ge=16)
+    """Context length; prompts longer than it are rejected per row. None: the model's own."""
+    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
+    """Share of each GPU's memory vLLM may take."""
+    enforce_eager: bool = False
+    """Skip CUDA graphs / torch.compile (faster start, slower decode)."""
+    python: str | None = None
+    """Python of a separate environment that has vLLM (e.g. .venv-vllm/bin/python); Ray starts the engine
+    replicas with it. None: vLLM is installed in the driver's environment (a GPU worker image)."""
+    engine_kwargs: dict[str, Any] = Field(default_factory=dict)
+    """Extra keyword arguments for `vllm.LLM` (e.g. {swap_space: 8})."""
+
+
+class PriceConfig(Section):
+    prompt_usd_per_mtok: float = Field(ge=0)
+    """Price of a million prompt tokens, in US dollars."""
+    completion_usd_per_mtok: float = Field(ge=0)
+    """Price of a million completion tokens, in US dollars."""
+
+
+class OpenAIEngineConfig(Section):
+    kind: Literal["openai"] = "openai"
+    """An OpenAI-compatible chat-completions endpoint (vLLM serve, SGLang, a hosted API)."""
+    model: str
+    """Model name the endpoint serves."""
+    base_url: str
+    """Endpoint root, e.g. http://127.0.0.1:8000/v1."""
+    api_key_env: str | None = "OPENAI_API_KEY"
+    """Environment variable that holds the API key (the key itself never goes in a config)."""
+    max_concurrency: int = Field(default=16, ge=1)
+    """Requests in flight per replica."""
+    timeout_s: float = Field(default=120.0, gt=0)
+    """Per-request timeout; a timed-out request is retried."""
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    """Connection timeout, also used by the start-up reachability check (fail fast)."""
+    max_retries: int = Field(default=6, ge=0)
+    """Retries per request on 429, 5xx, timeouts and dropped connections."""
+    backoff_base_s: float = Field(default=0.5, gt=0)
+    """First backoff; each retry doubles it, with full jitter, capped by backoff_max_s. A server's
+    Retry-After header takes precedence."""
+    backoff_max_s: float = Field(default=30.0, gt=0)
+    """Longest wait between retries."""
+    max_requests: int | None = Field(default=None, ge=0)
+    """Hard query budget: HTTP calls (retries included) the stage may make; the rest is recorded as not sampled."""
+    max_cost_usd: float | None = Field(default=None, ge=0)
+    """Hard spending budget for the stage (needs `price`); requests are reserved at their worst-case cost."""
+    price: PriceConfig | None = None
+    """Token prices, for the cost in manifests and the dollar budget."""
+
+
+EngineConfig = Annotated[
+    OracleEngineConfig | HFEngineConfig | VLLMEngineConfig | OpenAIEngineConfig, Field(discriminator="kind")
+]

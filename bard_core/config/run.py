@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import Field
 
 from bard_core.config.base import RayConfig, Section, StoreConfig
+from bard_core.config.models import HubModelSpec, ModelSpec, PathModelSpec, default_models
 from bard_core.config.stages import (
     BudgetConfig,
     CompressConfig,
@@ -22,6 +25,8 @@ class RunConfig(Section):
     """Where artifacts are stored."""
     ray: RayConfig = RayConfig()
     """Which Ray runtime executes the heavy work."""
+    models: dict[str, ModelSpec] = Field(default_factory=default_models)
+    """Named models (engines and the student refer to them by name): hub ids, folders, built models."""
     student: StudentConfig = StudentConfig()
     """The student model (its tokenizer defines the budget unit)."""
     budget: BudgetConfig = BudgetConfig()
@@ -34,3 +39,11 @@ class RunConfig(Section):
     """Stage 3: compression to budget tiers."""
     materialize: MaterializeConfig = MaterializeConfig()
     """Stage 4: SFT and RL datasets."""
+
+    def model_spec(self, name: str) -> ModelSpec:
+        """The catalog entry for ``name``; otherwise an existing folder, else a Hugging Face id."""
+        if name in self.models:
+            return self.models[name]
+        if Path(name).expanduser().is_dir():
+            return PathModelSpec(path=name)
+        return HubModelSpec(id=name)

@@ -35,6 +35,8 @@ class HFTokenizerConfig(Section):
 
 
 class StudentConfig(Section):
+    model: str = "toy-student"
+    """The student model: a name from `models`, a local folder or a Hugging Face id."""
     tokenizer: Annotated[ToyTokenizerConfig | HFTokenizerConfig, Field(discriminator="kind")] = ToyTokenizerConfig()
     """The student's tokenizer: it defines the budget unit (reasoning tokens)."""
 

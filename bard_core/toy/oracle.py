@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bard_core.budget import THINK_CLOSE, THINK_OPEN
-from bard_core.engine import Completion, FinishReason, GenerationRequest, GenerationResult
+from bard_core.engine import Completion, ErrorKind, FinishReason, GenerationRequest, GenerationResult, failed
 from bard_core.toy.world import EvaluatedStep, Solution, solve
 
 # Bump when the oracle's outputs change, so artifacts made by the old oracle are not reused.
@@ -161,17 +161,19 @@ class OracleEngine:
     def __init__(self, settings: OracleSettings | None = None) -> None:
         self.settings = settings or OracleSettings()
         self.model = self.settings.model
+        self.backend = f"toy oracle v{ORACLE_VERSION}"
 
     def _one(self, request: GenerationRequest) -> GenerationResult:
         meta = request.metadata
         prompt_tokens = sum(oracle_token_count(m["content"]) for m in request.messages)
         if "problem_meta" not in meta or "rg_task" not in meta.get("problem_meta", {}):
-            return GenerationResult(
+            return failed(
                 request.request_id,
-                (),
-                prompt_tokens,
-                error="the oracle engine serves toy-world problems only (no toy metadata on this request); "
+                ErrorKind.UNSUPPORTED,
+                "the oracle engine serves toy-world problems only (no toy metadata on this request); "
                 "use a real engine for other problem sources",
+                prompt_tokens,
+                attempts=1,
             )
         completions = []
         for idx in range(request.params.n):

@@ -24,6 +24,7 @@ class ScriptedEngine:
     """Replies from a script per job (keyed by request id prefix); records every request."""
 
     model = "scripted"
+    backend = "scripted replies"
 
     def __init__(self, script: dict[str, list[str]]) -> None:
         self.script = script
