@@ -76,8 +76,7 @@ def traces_from_results(
                     "reasoning": think.reasoning,
                     "final": think.final,
                     "pred_answer": graded.pred_answer,
-                    # Only a closed think block with a verified answer counts: it can be trained on.
-                    "correct": bool(graded.correct and think.closed and think.reasoning),
+                    "correct": graded.correct,
                     "reasoning_tokens": length if think.reasoning is not None else 0,
                     "finish_reason": completion.finish_reason,
                     "gen_tokens": completion.completion_tokens,
@@ -85,7 +84,12 @@ def traces_from_results(
                     "error": None,
                 }
             )
-        candidates = [_Trace(r["sample_idx"], r["reasoning_tokens"]) for r in problem_rows if r["correct"]]
+        # Only a correct answer after a closed, non-empty think block can be trained on.
+        candidates = [
+            _Trace(r["sample_idx"], r["reasoning_tokens"])
+            for r, think in zip(problem_rows, parsed, strict=True)
+            if r["correct"] and think.closed and think.reasoning
+        ]
         gold = select_gold(str(problem["problem_id"]), candidates, selection)
         if gold is not None:
             problem_rows[gold.sample_idx]["is_gold"] = True

@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class EngineWorker:
     """What every engine actor needs: the engine config, where its model and the student tokenizer are,
-    and the name of the stage's query-budget actor (if the stage has a budget)."""
+    and the stage's query-budget actor (if the stage has a budget)."""
 
     engine: EngineConfig
     store_root: str
@@ -40,7 +40,7 @@ class EngineWorker:
     tokenizer_ref: str
     model_location: str | None = None  # "store:model/<fp>", a folder, or a hub id
     model_revision: str | None = None
-    budget_actor: str | None = None
+    budget_actor: Any = None  # a Ray actor handle (BudgetLedger), shared by every replica
 
     def build(self) -> tuple[Engine, HFTokenCounter]:
         counter = load_counter(self.store_root, self.endpoint_url, self.tokenizer_ref)

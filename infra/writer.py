@@ -113,11 +113,13 @@ class ArtifactWriter:
             self.write_bytes(f"{prefix}/{path.relative_to(local_dir).as_posix()}", path.read_bytes())
 
     def write_shard(
-        self, table_name: str, index: int, table: pa.Table, usage: dict[str, float] | None = None
+        self, table_name: str, index: int, table: pa.Table, usage: dict[str, float] | None = None, backend: str = ""
     ) -> FileEntry:
-        """One shard; its engine usage rides in the Parquet metadata, so a resumed stage still counts it."""
-        if usage:
-            table = table.replace_schema_metadata({**(table.schema.metadata or {}), USAGE_KEY: json.dumps(usage)})
+        """One shard; its engine usage and backend ride in the Parquet metadata, so a resumed stage still
+        accounts for them."""
+        if usage or backend:
+            extra = {USAGE_KEY: json.dumps(usage or {}), BACKEND_KEY: backend}
+            table = table.replace_schema_metadata({**(table.schema.metadata or {}), **extra})
         return self.write_table(f"shards/{table_name}-{index:05d}", table)
 
     def read_table(self, name: str, schema: pa.Schema) -> pa.Table:

@@ -9,7 +9,6 @@ CPU/GPU seconds.
 from __future__ import annotations
 
 import math
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -85,7 +84,7 @@ def run_engine_stage(
     new: dict[str, Any] = {}
     if todo:
         ctx.ray.ensure()
-        budget_name = _start_budget(setup.engine, writer)
+        budget_actor = _start_budget(setup.engine, writer)
         try:
             worker = EngineWorker(
                 engine=setup.engine,
@@ -94,38 +93,42 @@ def run_engine_stage(
                 tokenizer_ref=setup.tokenizer.key,
                 model_location=setup.model.location if setup.model else None,
                 model_revision=setup.model.revision if setup.model else None,
-                budget_actor=budget_name,
+                budget_actor=budget_actor,
             )
             options = actor_options(setup.engine, setup.resources)
             r = setup.resources
             new = run_actor_pool(todo, make_job(worker), r.replicas, r.batch_size, options, on_shard, writer.ref.stage)
         finally:
-            _stop_budget(budget_name)
+            _stop_budget(budget_actor)
     backends = {b for b in (*writer.resumed_backends, *str(new.get("backend", "")).split("; ")) if b}
     backend = "; ".join(sorted(backends))
     return _accounting(writer.resumed_usage, new, setup.resources, count, len(resumed)), backend
 
 
-def _start_budget(engine: EngineConfig, writer: ArtifactWriter) -> str | None:
+def _start_budget(engine: EngineConfig, writer: ArtifactWriter) -> Any:
     if not isinstance(engine, OpenAIEngineConfig) or (engine.max_requests is None and engine.max_cost_usd is None):
         return None
     from infra.engines.budget import start_budget_actor
 
-    name = f"bard-budget-{writer.ref.fingerprint}-{uuid.uuid4().hex[:8]}"
     spent_calls = int(writer.resumed_usage.get("calls", 0))
     spent_usd = float(writer.resumed_usage.get("cost_usd", 0.0))
-    start_budget_actor(name, engine.max_requests, engine.max_cost_usd, spent_calls, spent_usd)
-    logger().info("query budget: max_requests=%s max_cost_usd=%s (already spent: %d calls, $%.4f)",
-                  engine.max_requests, engine.max_cost_usd, spent_calls, spent_usd)  # fmt: skip
-    return name
+    actor = start_budget_actor(engine.max_requests, engine.max_cost_usd, spent_calls, spent_usd)
+    logger().info(
+        "query budget: max_requests=%s max_cost_usd=%s (already spent: %d calls, $%.4f)",
+        engine.max_requests,
+        engine.max_cost_usd,
+        spent_calls,
+        spent_usd,
+    )
+    return actor
 
 
-def _stop_budget(name: str | None) -> None:
-    if name is None:
+def _stop_budget(actor: Any) -> None:
+    if actor is None:
         return
     import ray
 
-    ray.kill(ray.get_actor(name))
+    ray.kill(actor)
 
 
 def _accounting(

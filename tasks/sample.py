@@ -18,7 +18,7 @@ from tasks.engine_stage import engine_setup, run_engine_stage
 from tasks.models import ModelLocation
 from tasks.stage import StageContext, StageResult, StageSpec, execute
 
-VERSION = 1
+VERSION = 2
 
 
 def read_problems(ctx: StageContext, ref: ArtifactRef, stage: str) -> pa.Table:
@@ -62,6 +62,7 @@ def trace_stats(traces: pa.Table, problems: int) -> dict[str, object]:
         "samples": len(rows),
         "correct": sum(r["correct"] for r in rows),
         "accuracy": round(sum(r["correct"] for r in rows) / max(len(rows), 1), 4),
+        "with_think_block": traces.num_rows - traces.column("reasoning").null_count,
         "problems_with_gold": len(gold),
         "problems_without_gold": problems - len(gold),
         "gold_mean_reasoning_tokens": round(sum(r["reasoning_tokens"] for r in gold) / max(len(gold), 1), 1),

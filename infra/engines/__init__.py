@@ -1,7 +1,7 @@
 """Engine registry: the one place where `engine.kind` in a config becomes an engine object.
 
 Engines are built inside their Ray actor (``EngineWorker.build`` in infra.jobs) from the config plus
-an ``EngineRuntime``: the local model folder (or hub id) and the name of the stage's query-budget actor.
+an ``EngineRuntime``: the local model folder (or hub id) and the stage's query-budget actor.
 Heavy backends are imported only by the factory that needs them.
 """
 
@@ -28,7 +28,7 @@ from bard_core.toy.oracle import ORACLE_VERSION, OracleEngine, OracleSettings
 class EngineRuntime:
     model_path: str | None = None  # local folder or hub id, for engines that load weights
     revision: str | None = None
-    budget_actor: str | None = None  # named Ray actor holding the stage's query budget
+    budget_actor: Any = None  # handle of the Ray actor holding the stage's query budget
 
 
 def _oracle(cfg: Any, runtime: EngineRuntime) -> Engine:

@@ -8,7 +8,7 @@ the response. So the configured limits are never exceeded, even with many replic
 from __future__ import annotations
 
 import threading
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class QueryBudget(Protocol):
@@ -44,12 +44,10 @@ class BudgetLedger:
 
 
 class RayQueryBudget:
-    """A client of a named ledger actor, so that every replica of a stage draws from one budget."""
+    """A client of the ledger actor, so that every replica of a stage draws from one budget."""
 
-    def __init__(self, actor_name: str) -> None:
-        import ray
-
-        self._actor = ray.get_actor(actor_name)
+    def __init__(self, actor: Any) -> None:
+        self._actor = actor
 
     def reserve(self, calls: int, usd: float) -> bool:
         import ray
@@ -60,9 +58,9 @@ class RayQueryBudget:
         self._actor.settle.remote(reserved_usd, actual_usd)
 
 
-def start_budget_actor(name: str, max_calls: int | None, max_usd: float | None, spent_calls: int, spent_usd: float):
-    """Create the named ledger actor (the caller kills it when the stage ends)."""
+def start_budget_actor(max_calls: int | None, max_usd: float | None, spent_calls: int, spent_usd: float) -> Any:
+    """Create the ledger actor; the caller holds the handle (the actor lives as long as it) and kills it."""
     import ray
 
     actor_cls = ray.remote(num_cpus=0, max_concurrency=64)(BudgetLedger)
-    return actor_cls.options(name=name).remote(max_calls, max_usd, spent_calls, spent_usd)
+    return actor_cls.remote(max_calls, max_usd, spent_calls, spent_usd)

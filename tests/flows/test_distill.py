@@ -4,30 +4,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from infra.store import ArtifactRef, ArtifactStore
-from tests.conftest import CONFIGS
+from infra.store import ArtifactRef
+from tests.support.flows import run_flow, statuses
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
-SMOKE = str(CONFIGS / "smoke.yaml")
 DATA_STAGES = ["tokenizer", "ingest", "sample", "compress", "materialize"]
-
-
-def run_flow(overrides: list[str], **params: Any) -> tuple[Any, dict[str, Any], ArtifactStore]:
-    from bard_core.recipes import load_config
-    from flows.distill import distill
-
-    state = distill(recipe=SMOKE, overrides=overrides, return_state=True, **params)
-    cfg = load_config(SMOKE, overrides)
-    store = ArtifactStore(cfg.store.root, cfg.store.endpoint_url)
-    return state, store.read_run(str(state.state_details.flow_run_id)), store
-
-
-def statuses(record: dict[str, Any]) -> dict[str, str]:
-    return {name: info["status"] for name, info in record["stages"].items()}
 
 
 def test_smoke_run_materializes_a_loadable_dataset_then_skips_everything(tmp_path: Path) -> None:
