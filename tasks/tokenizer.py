@@ -19,7 +19,7 @@ from infra.tokenizers import TOKENIZER_PREFIX
 from infra.writer import ArtifactWriter
 from tasks.stage import StageContext, StageResult, StageSpec, execute, logger
 
-VERSION = 1
+VERSION = 2
 
 
 def _save_toy(cfg: ToyTokenizerConfig, out: Path, budgets: tuple[int, ...], user_template: str) -> dict[str, Any]:

@@ -18,6 +18,9 @@ from bard_core.toy.oracle import OracleEngine, OracleSettings
 from bard_core.toy.world import ToyFamily, entry_to_problem, generate_entries
 
 PAD, BOS, EOS = "<|pad|>", "<|im_start|>", "<|im_end|>"
+# Some model families' tokenizer classes (Qwen2) add this token when it is missing, growing the vocabulary
+# past the model's embedding: having it from the start keeps the two equal whatever class loads it.
+ENDOFTEXT = "<|endoftext|>"
 CHAT_TEMPLATE_FILE = "toy_chat_template.jinja"
 
 
@@ -63,7 +66,7 @@ def train_toy_tokenizer(texts: Iterable[str], vocab_size: int) -> Any:
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=[PAD, BOS, EOS],
+        special_tokens=[PAD, BOS, EOS, ENDOFTEXT],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )

