@@ -4,7 +4,10 @@
   ``<think>`` and ``</think>``, stripped, encoded without special tokens.
 - The student sees the budget in the user turn, rendered by one prompt file (``budget_user.txt``).
 - The assistant turn is ``<think>\\n{reasoning}\\n</think>\\n\\n{final}``.
-- Fidelity is ``target`` (two-sided) or ``cap`` (one-sided), each with a relative tolerance.
+- Fidelity is ``target`` (two-sided) or ``cap`` (one-sided), each with a relative tolerance ``tol``: a
+  length is *accepted* (a valid compression) inside ``b·(1±tol)`` (target) or up to ``b·(1+tol)`` (cap).
+  The RL fidelity score is 1 at the budget (target) or anywhere up to it (cap), falls linearly to 0.5 at the
+  edge of the accepted band and to 0 at twice the tolerance.
 """
 
 from __future__ import annotations
@@ -28,15 +31,23 @@ class FidelityShape(str, Enum):
     CAP = "cap"
 
 
+def _linear_fall(excess_tokens: float, budget: int, tolerance: float) -> float:
+    """1 at no excess, 0.5 at the edge of the accepted band (tolerance x budget), 0 at twice that."""
+    if excess_tokens <= 0:
+        return 1.0
+    if tolerance <= 0:
+        return 0.0
+    return max(0.0, 1.0 - excess_tokens / (2.0 * tolerance * budget))
+
+
 def _target_fidelity(length: int, budget: int, tolerance: float) -> float:
-    # Full credit inside the band, then a linear fall to 0 one whole budget further out.
-    excess = abs(length - budget) - tolerance * budget
-    return 1.0 if excess <= 0 else max(0.0, 1.0 - excess / budget)
+    # Peaked at the budget, so that RL keeps pulling lengths towards it inside the accepted band too.
+    return _linear_fall(abs(length - budget), budget, tolerance)
 
 
 def _cap_fidelity(length: int, budget: int, tolerance: float) -> float:
-    excess = length - (1.0 + tolerance) * budget
-    return 1.0 if excess <= 0 else max(0.0, 1.0 - excess / budget)
+    # Anything up to the budget is fine; past it the reward falls like the target's.
+    return _linear_fall(length - budget, budget, tolerance)
 
 
 FIDELITY_FUNCTIONS: dict[FidelityShape, Callable[[int, int, float], float]] = {

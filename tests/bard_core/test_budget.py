@@ -16,14 +16,17 @@ def test_bounds_and_within_for_both_shapes() -> None:
     assert cap.within(1, 100) and not cap.within(111, 100)
 
 
-def test_fidelity_is_one_inside_the_band_and_falls_outside() -> None:
+def test_fidelity_peaks_at_the_budget_and_is_half_at_the_band_edge() -> None:
     spec = BudgetSpec((100,), FidelityShape.TARGET, 0.2)
-    assert spec.fidelity(100, 100) == spec.fidelity(120, 100) == 1.0
-    assert 0 < spec.fidelity(150, 100) < 1
-    assert spec.fidelity(150, 100) > spec.fidelity(180, 100)
-    assert spec.fidelity(1000, 100) == 0.0
-    cap = BudgetSpec((100,), FidelityShape.CAP, 0.0)
-    assert cap.fidelity(5, 100) == 1.0 and cap.fidelity(150, 100) == 0.5
+    assert spec.fidelity(100, 100) == 1.0
+    assert spec.fidelity(110, 100) == spec.fidelity(90, 100) == 0.75
+    assert spec.fidelity(120, 100) == spec.fidelity(80, 100) == 0.5  # the edge of the accepted band
+    assert spec.fidelity(140, 100) == spec.fidelity(1000, 100) == 0.0
+    cap = BudgetSpec((100,), FidelityShape.CAP, 0.1)
+    assert cap.fidelity(5, 100) == cap.fidelity(100, 100) == 1.0
+    assert cap.fidelity(110, 100) == 0.5 and cap.fidelity(125, 100) == 0.0
+    exact = BudgetSpec((100,), FidelityShape.TARGET, 0.0)
+    assert exact.fidelity(100, 100) == 1.0 and exact.fidelity(101, 100) == 0.0
 
 
 def test_tiers_below_and_check_budget() -> None:
