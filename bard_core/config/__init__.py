@@ -39,6 +39,13 @@ from bard_core.config.stages import (
     ToySourceConfig,
     ToyTokenizerConfig,
 )
+from bard_core.config.training import (
+    LoraConfig,
+    ProbeConfig,
+    RLStageConfig,
+    SFTStageConfig,
+    TrainResourcesConfig,
+)
 
 __all__ = [
     "BUILT_MODEL_KINDS",
@@ -53,15 +60,19 @@ __all__ = [
     "HFTokenizerConfig",
     "HubModelSpec",
     "IngestConfig",
+    "LoraConfig",
     "MaterializeConfig",
     "ModelSpec",
     "OpenAIEngineConfig",
     "OracleEngineConfig",
     "PathModelSpec",
     "PriceConfig",
+    "ProbeConfig",
+    "RLStageConfig",
     "RayConfig",
     "ResourcesConfig",
     "RunConfig",
+    "SFTStageConfig",
     "SampleConfig",
     "SamplingConfig",
     "Section",
@@ -72,5 +83,6 @@ __all__ = [
     "ToyRandomModelSpec",
     "ToySourceConfig",
     "ToyTokenizerConfig",
+    "TrainResourcesConfig",
     "VLLMEngineConfig",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from bard_core.config.base import RayConfig, Section, StoreConfig
 from bard_core.config.models import HubModelSpec, ModelSpec, PathModelSpec, default_models
@@ -16,6 +16,7 @@ from bard_core.config.stages import (
     SampleConfig,
     StudentConfig,
 )
+from bard_core.config.training import RLStageConfig, SFTStageConfig
 
 
 class RunConfig(Section):
@@ -39,6 +40,20 @@ class RunConfig(Section):
     """Stage 3: compression to budget tiers."""
     materialize: MaterializeConfig = MaterializeConfig()
     """Stage 4: SFT and RL datasets."""
+    sft: SFTStageConfig = SFTStageConfig()
+    """Stage 5: supervised fine-tuning on the budget-conditioned data."""
+    rl: RLStageConfig = RLStageConfig()
+    """Stage 6: GRPO with reward = correctness x budget fidelity, from the SFT checkpoint."""
+
+    @model_validator(mode="after")
+    def _rl_budgets_are_tiers(self) -> RunConfig:
+        outside = sorted(set(self.rl.budget_weights or {}) - set(self.budget.tiers_tokens))
+        if outside:
+            raise ValueError(
+                f"rl.budget_weights has budget(s) {outside} outside the tiers {list(self.budget.tiers_tokens)}; "
+                "use tiers from budget.tiers_tokens or add these to it"
+            )
+        return self
 
     def model_spec(self, name: str) -> ModelSpec:
         """The catalog entry for ``name``; otherwise an existing folder, else a Hugging Face id."""

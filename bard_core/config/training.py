@@ -1,0 +1,131 @@
+"""Training sections: SFT then RL (GRPO), run by TRL inside Ray Train workers.
+
+Trainer hyper-parameters are TRL's own: ``trl`` holds keyword arguments of ``trl.SFTConfig`` /
+``trl.GRPOConfig`` and is turned into those objects (and so validated) by ``infra.training.trl_args``;
+``bard validate`` builds them for every recipe. Keys the pipeline sets itself (where checkpoints go,
+logging, devices) are refused with a message that says so.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+
+from bard_core.config.base import Section
+
+# Set by the pipeline from other fields or from the runtime; not user-settable through `trl`.
+RESERVED_TRL_KEYS = frozenset(
+    {"output_dir", "report_to", "use_cpu", "save_strategy", "save_steps", "resume_from_checkpoint", "run_name",
+     "logging_dir", "push_to_hub", "hub_model_id", "max_length", "dataloader_num_workers", "packing"}
+)  # fmt: skip
+
+
+def _check_trl(value: dict[str, Any]) -> dict[str, Any]:
+    reserved = sorted(set(value) & RESERVED_TRL_KEYS)
+    if reserved:
+        raise ValueError(
+            f"{reserved} are set by the pipeline (checkpoints, logging, devices, max_length_tokens); remove them"
+        )
+    return value
+
+
+class TrainResourcesConfig(Section):
+    workers: int = Field(default=1, ge=1)
+    """Ray Train workers (data-parallel processes); one per GPU on a cluster."""
+    use_gpu: bool = False
+    """Give each worker a GPU (then the global batch is per-device batch x workers)."""
+    cpus_per_worker: float = Field(default=2.0, gt=0)
+    """CPUs per worker; on CPU, torch uses this many threads."""
+    max_failures: int = Field(default=1, ge=0)
+    """Worker failures Ray Train recovers from by restarting from the last checkpoint."""
+    checkpoint_every_steps: int = Field(default=100, ge=1)
+    """Steps between checkpoints (what a retry or a restarted worker resumes from)."""
+
+
+class LoraConfig(Section):
+    r: int = Field(default=16, ge=1)
+    """Rank of the adapters."""
+    alpha: int = Field(default=32, ge=1)
+    """Scaling (lora_alpha)."""
+    dropout: float = Field(default=0.05, ge=0, lt=1)
+    """Dropout on the adapter input."""
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+    """Modules to adapt."""
+
+
+class ProbeConfig(Section):
+    problems: int = Field(default=40, ge=0)
+    """Held-out (validation) problems generated at every budget tier after training; 0 turns it off."""
+    max_new_tokens: int = Field(default=512, ge=1)
+    """Generation cap of the probe; set it well above the largest tier so over-long outputs show."""
+    batch_size: int = Field(default=32, ge=1)
+    """Sequences generated together."""
+
+
+class SFTStageConfig(Section):
+    trl: dict[str, Any] = Field(
+        default_factory=lambda: {"learning_rate": 1e-4, "num_train_epochs": 1, "per_device_train_batch_size": 8}
+    )
+    """Keyword arguments of trl.SFTConfig (learning_rate, max_steps, per_device_train_batch_size, ...)."""
+    max_length_tokens: int = Field(default=4096, ge=16)
+    """Longest record (prompt + completion, student tokens). Longer records are dropped and counted, or fail
+    the stage with `overlength: error`; they are never truncated."""
+    overlength: Literal["drop", "error"] = "drop"
+    """What to do with over-length records."""
+    lora: LoraConfig | None = None
+    """Train LoRA adapters instead of all weights (merged into the stored checkpoint)."""
+    seed: int = 0
+    """Training seed."""
+    resources: TrainResourcesConfig = TrainResourcesConfig()
+    """Execution resources (not part of the fingerprint)."""
+    probe: ProbeConfig = ProbeConfig()
+    """Budget-following probe of the trained model (and of the base model)."""
+
+    @field_validator("trl")
+    @classmethod
+    def _trl(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return _check_trl(value)
+
+
+class RLStageConfig(Section):
+    trl: dict[str, Any] = Field(
+        default_factory=lambda: {
+            "learning_rate": 1e-6,
+            "max_steps": 500,
+            "per_device_train_batch_size": 8,
+            "num_generations": 8,
+            "max_completion_length": 4096,
+        }
+    )
+    """Keyword arguments of trl.GRPOConfig (num_generations, max_completion_length, beta, use_vllm, ...)."""
+    budget_weights: dict[int, float] | None = None
+    """Sampling weights of the budget tiers given to RL prompts (None: uniform over budget.tiers_tokens)."""
+    budgets_per_problem: int = Field(default=1, ge=1)
+    """Budgets drawn per training problem (each becomes one prompt)."""
+    max_prompts: int | None = Field(default=None, ge=1)
+    """Use at most this many RL prompts (after drawing budgets), in a seeded shuffle."""
+    max_prompt_tokens: int = Field(default=1024, ge=16)
+    """Longest prompt (student tokens); longer prompts are dropped and counted."""
+    lora: LoraConfig | None = None
+    """Train LoRA adapters instead of all weights (merged into the stored checkpoint)."""
+    seed: int = 0
+    """Seed of the budget draws, the prompt shuffle and training."""
+    resources: TrainResourcesConfig = TrainResourcesConfig()
+    """Execution resources (not part of the fingerprint)."""
+    probe: ProbeConfig = ProbeConfig()
+    """Budget-following probe of the trained model."""
+
+    @field_validator("trl")
+    @classmethod
+    def _trl(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return _check_trl(value)
+
+    @field_validator("budget_weights")
+    @classmethod
+    def _weights(cls, value: dict[int, float] | None) -> dict[int, float] | None:
+        if value is not None and (not value or any(w < 0 for w in value.values()) or sum(value.values()) <= 0):
+            raise ValueError(
+                "must map budget tiers to non-negative weights with a positive sum, e.g. {512: 1, 1024: 2}"
+            )
+        return value
