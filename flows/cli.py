@@ -56,13 +56,14 @@ def run(
     from_run: Annotated[
         str | None, typer.Option(help="Reuse the artifacts of this run for stages not selected")
     ] = None,
+    until: Annotated[str | None, typer.Option(help="Stop after this stage (e.g. materialize)")] = None,
 ) -> None:
     """Run the distillation flow locally (ephemeral Prefect, local Ray, the recipe's store)."""
     _config(recipe, overrides)  # fail fast, before Prefect starts, on a bad config
     from flows.distill import distill
 
     selected = [s.strip() for s in stages.split(",") if s.strip()] if stages else None
-    refs = distill(recipe=str(recipe), overrides=overrides or [], stages=selected, from_run=from_run)
+    refs = distill(recipe=str(recipe), overrides=overrides or [], stages=selected, from_run=from_run, until=until)
     table = Table("stage", "artifact")
     for stage, key in refs.items():
         table.add_row(stage, key)
@@ -73,20 +74,23 @@ def run(
 def validate(
     paths: Annotated[list[Path] | None, typer.Argument(help="Recipes (default: configs/*.yaml)")] = None,
 ) -> None:
-    """Validate recipes; exit non-zero if any fails."""
+    """Validate recipes (config models, and the TRL trainer configs they build); exit 1 if any fails."""
     from bard_core.recipes import ConfigError, load_config
 
     recipes = paths or sorted(Path("configs").glob("*.yaml"))
     if not recipes:
         _fail("no recipes found (looked in configs/*.yaml)")
+    from infra.training import TrainingConfigError, validate_trl
+
     failed = 0
     for recipe in recipes:
         try:
-            load_config(recipe)
+            cfg = load_config(recipe)
+            validate_trl(cfg.sft, cfg.rl)  # builds trl.SFTConfig / trl.GRPOConfig
             console.print(f"[green]ok[/green]   {recipe}")
-        except ConfigError as exc:
+        except (ConfigError, TrainingConfigError) as exc:
             failed += 1
-            console.print(f"[red]FAIL[/red] {exc}", highlight=False)
+            console.print(f"[red]FAIL[/red] {recipe}: {exc}", highlight=False)
     if failed:
         raise typer.Exit(1)
 

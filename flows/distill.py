@@ -6,7 +6,9 @@
 3. `sample`      n teacher chains of thought per problem, graded; the gold trace selected;
 4. `compress`    each gold trace rewritten to every smaller budget tier, validated (length within
                  tolerance, answer still correct), retried with feedback, rejections recorded;
-5. `materialize` budget-conditioned SFT records and RL prompts, split by problem, with a card.
+5. `materialize` budget-conditioned SFT records and RL prompts, split by problem, with a card;
+6. `sft`         supervised fine-tuning of the student on them (TRL on Ray Train), probed per budget;
+7. `rl`          GRPO from the SFT checkpoint, reward = correctness x budget fidelity, probed again.
 
 Every stage returns an artifact reference; a stage whose fingerprint is already committed is skipped.
 """
@@ -27,6 +29,7 @@ from tasks.materialize import materialize
 from tasks.models import engine_models, prepare_models
 from tasks.sample import sample
 from tasks.tokenizer import build_tokenizer
+from tasks.training import rl, sft
 
 
 def _run_name() -> str:
@@ -46,24 +49,31 @@ def distill(
     overrides: list[str] | None = None,
     stages: list[str] | None = None,
     from_run: str | None = None,
+    until: str | None = None,
 ) -> dict[str, str]:
     """Run the distillation stages of RECIPE (a YAML file) with key=value OVERRIDES.
 
     `stages` limits which stages may execute (the others must already exist); `from_run` takes the
-    artifacts of stages not selected from an earlier run.
+    artifacts of stages not selected from an earlier run; `until` stops after that stage (e.g. "materialize"
+    for the data stages only).
     """
     cfg = load_config(recipe, overrides or [])
-    ctx = open_context(cfg, recipe, overrides or [], stages, from_run, run_id=flow_run.id)
+    ctx = open_context(cfg, recipe, overrides or [], stages, from_run, until, run_id=flow_run.id)
     ok = False
     try:
         tokenizer = build_tokenizer(ctx)
-        models = prepare_models(ctx, tokenizer, engine_models(cfg))
+        models = prepare_models(ctx, tokenizer, [*engine_models(cfg), cfg.student.model])
         problems = ingest(ctx)
         traces = sample(ctx, problems, tokenizer, models)
         tiers = compress(ctx, traces, problems, tokenizer, models)
         dataset = materialize(ctx, tiers, traces, problems)
+        if ctx.continues_after("materialize"):
+            checkpoint = sft(ctx, dataset, models[cfg.student.model])
+            if ctx.continues_after("sft"):
+                rl(ctx, dataset, checkpoint)
         ok = True
     finally:
         close_context(ctx, ok)
-    print(f"run {ctx.run.run_id}: dataset {ctx.store.uri(dataset)}")
-    return {name: info["artifact"] for name, info in ctx.run.stages.items()}
+    refs = {name: info["artifact"] for name, info in ctx.run.stages.items()}
+    print(f"run {ctx.run.run_id}: " + ", ".join(f"{name}={key}" for name, key in refs.items()))
+    return refs

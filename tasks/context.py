@@ -17,9 +17,10 @@ def open_context(
     overrides: Sequence[str],
     stages: Sequence[str] | None,
     from_run: str | None,
+    until: str | None,
     run_id: str | None,
 ) -> StageContext:
-    unknown = sorted(set(stages or ()) - set(STAGES))
+    unknown = sorted({*(stages or ()), *([until] if until else [])} - set(STAGES))
     if unknown:
         raise ValueError(f"unknown stage(s) {unknown}; stages are: {', '.join(STAGES)}")
     store = ArtifactStore(cfg.store.root, cfg.store.endpoint_url)
@@ -36,7 +37,9 @@ def open_context(
     )
     store.write_run(run.run_id, run.as_dict())
     selected = frozenset(stages) if stages else frozenset(STAGES)
-    return StageContext(cfg=cfg, store=store, ray=RaySession(cfg.ray), run=run, selected=selected, reuse=reuse)
+    return StageContext(
+        cfg=cfg, store=store, ray=RaySession(cfg.ray), run=run, selected=selected, reuse=reuse, until=until
+    )
 
 
 def close_context(ctx: StageContext, ok: bool) -> None:

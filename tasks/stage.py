@@ -30,7 +30,7 @@ from infra.store import ArtifactRef, ArtifactStore, utc_now
 from infra.writer import ArtifactWriter
 from tasks.reporting import stage_markdown
 
-STAGES = ("tokenizer", "model", "ingest", "sample", "compress", "materialize")
+STAGES = ("tokenizer", "model", "ingest", "sample", "compress", "materialize", "sft", "rl")
 FAIL_ENV = "BARD_FAIL_STAGE"  # test-only fault injection: "compress" or "compress:after_shards=1"
 
 
@@ -85,6 +85,10 @@ class StageContext:
     run: RunRecord
     selected: frozenset[str] = frozenset(STAGES)
     reuse: Mapping[str, str] = field(default_factory=dict)  # stage -> artifact key from an earlier run
+    until: str | None = None  # the last stage to run
+
+    def continues_after(self, stage: str) -> bool:
+        return self.until is None or STAGES.index(self.until) > STAGES.index(stage)
 
     def record(self, stage: str, ref: ArtifactRef, status: str, manifest: Manifest | None, wall_s: float) -> None:
         self.run.stages[stage] = {

@@ -11,12 +11,13 @@ from infra.store import ArtifactRef
 from tests.support.flows import run_flow, statuses
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
-DATA_STAGES = ["tokenizer", "ingest", "sample", "compress", "materialize"]
+DATA_STAGES = ["tokenizer", "model:toy-student", "ingest", "sample", "compress", "materialize"]
+DATA = {"until": "materialize"}  # these tests are about the data stages; training has its own
 
 
 def test_smoke_run_materializes_a_loadable_dataset_then_skips_everything(tmp_path: Path) -> None:
     overrides = [f"store.root=file://{tmp_path}/store"]
-    state, record, store = run_flow(overrides)
+    state, record, store = run_flow(overrides, **DATA)
     assert state.is_completed(), state.message
     assert statuses(record) == dict.fromkeys(DATA_STAGES, "executed")
     assert record["status"] == "completed"
@@ -43,7 +44,7 @@ def test_smoke_run_materializes_a_loadable_dataset_then_skips_everything(tmp_pat
     assert loaded["validation"].num_rows > 0
     assert not set(loaded["train"]["problem_id"]) & set(loaded["validation"]["problem_id"])
 
-    again, record2, _ = run_flow(overrides)
+    again, record2, _ = run_flow(overrides, **DATA)
     assert again.is_completed()
     assert statuses(record2) == dict.fromkeys(DATA_STAGES, "skipped")
     assert {k: v["artifact"] for k, v in record2["stages"].items()} == {
@@ -57,17 +58,23 @@ def test_failure_in_compress_then_rerun_executes_only_compress_and_materialize(
 ) -> None:
     overrides = [f"store.root=file://{tmp_path}/store"]
     monkeypatch.setenv("BARD_FAIL_STAGE", "compress")
-    state, record, store = run_flow(overrides)
+    state, record, store = run_flow(overrides, **DATA)
     assert state.is_failed()
-    assert statuses(record) == {"tokenizer": "executed", "ingest": "executed", "sample": "executed"}
+    assert statuses(record) == {
+        "tokenizer": "executed",
+        "model:toy-student": "executed",
+        "ingest": "executed",
+        "sample": "executed",
+    }
     assert record["status"] == "failed"
     before = {s: store.manifest(ArtifactRef.parse(record["stages"][s]["artifact"])) for s in ("ingest", "sample")}
 
     monkeypatch.delenv("BARD_FAIL_STAGE")
-    state, record, store = run_flow(overrides)
+    state, record, store = run_flow(overrides, **DATA)
     assert state.is_completed()
     assert statuses(record) == {
         "tokenizer": "skipped",
+        "model:toy-student": "skipped",
         "ingest": "skipped",
         "sample": "skipped",
         "compress": "executed",
@@ -80,11 +87,11 @@ def test_failure_in_compress_then_rerun_executes_only_compress_and_materialize(
 def test_a_retried_stage_redoes_only_missing_shards(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     overrides = [f"store.root=file://{tmp_path}/store", "compress.shard_rows=60"]
     monkeypatch.setenv("BARD_FAIL_STAGE", "compress:after_shards=1")
-    state, _, _ = run_flow(overrides)
+    state, _, _ = run_flow(overrides, **DATA)
     assert state.is_failed()  # each of the task's two attempts wrote one more shard, then failed
 
     monkeypatch.delenv("BARD_FAIL_STAGE")
-    state, record, store = run_flow(overrides)
+    state, record, store = run_flow(overrides, **DATA)
     assert state.is_completed()
     compress = store.manifest(ArtifactRef.parse(record["stages"]["compress"]["artifact"]))
     assert compress.usage["shards_reused"] == 2
@@ -96,7 +103,7 @@ def test_a_retried_stage_redoes_only_missing_shards(tmp_path: Path, monkeypatch:
 
 def test_s3_store_run_produces_verifiable_artifacts(s3_endpoint: str) -> None:
     overrides = ["store.root=s3://bard-test/e2e", f"store.endpoint_url={s3_endpoint}"]
-    state, record, store = run_flow(overrides)
+    state, record, store = run_flow(overrides, **DATA)
     assert state.is_completed(), state.message
     assert set(statuses(record).values()) == {"executed"}
     for info in record["stages"].values():
@@ -107,6 +114,6 @@ def test_s3_store_run_produces_verifiable_artifacts(s3_endpoint: str) -> None:
 
 def test_stage_selection_requires_existing_inputs(tmp_path: Path) -> None:
     overrides = [f"store.root=file://{tmp_path}/store"]
-    state, _, _ = run_flow(overrides, stages=["materialize"])
+    state, _, _ = run_flow(overrides, stages=["materialize"], **DATA)
     assert state.is_failed()
     assert "is not in --stages" in str(state.result(raise_on_failure=False))

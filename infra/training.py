@@ -1,0 +1,323 @@
+"""Training adapters: TRL configs from our sections, datasets from artifacts, and the Ray Train loops.
+
+The loops run in every Ray Train worker. Each reads its inputs from the artifact store (through the
+node's local cache), trains with TRL, checkpoints through Ray Train every few steps (so a restarted
+worker or a retried stage resumes from the last checkpoint) and, on rank 0, reports the final model.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import logging
+import os
+import random
+import signal
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from bard_core.config import RLStageConfig, SFTStageConfig
+from bard_core.config.training import LoraConfig
+
+log = logging.getLogger(__name__)
+
+KILL_TRAIN_ENV = "BARD_KILL_TRAIN_WORKER_AT_STEP"  # test-only: "STEP:MARKER_FILE" kills rank 0 once at STEP
+
+
+class TrainingConfigError(ValueError):
+    """A `trl` section that TRL does not accept."""
+
+
+def trl_args(section: SFTStageConfig | RLStageConfig, output_dir: str, use_cpu: bool) -> Any:
+    """The TRL config object for a stage section; unknown keys fail with the closest valid name."""
+    import trl
+
+    cls = trl.SFTConfig if isinstance(section, SFTStageConfig) else trl.GRPOConfig
+    name = "sft" if isinstance(section, SFTStageConfig) else "rl"
+    valid = {f.name for f in fields(cls)}
+    for key in section.trl:
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise TrainingConfigError(f"{name}.trl.{key} is not an argument of trl.{cls.__name__}{hint}")
+    base: dict[str, Any] = {
+        "output_dir": output_dir,
+        "report_to": "none",
+        "use_cpu": use_cpu,
+        "save_strategy": "steps",
+        "save_steps": section.resources.checkpoint_every_steps,
+        "dataloader_num_workers": 0,
+        "seed": section.seed,
+        "disable_tqdm": True,
+        "logging_steps": 10,
+    }
+    if isinstance(section, SFTStageConfig):
+        base.update(max_length=section.max_length_tokens, packing=False, completion_only_loss=True)
+    try:
+        return cls(**{**base, **section.trl})
+    except (TypeError, ValueError) as exc:
+        raise TrainingConfigError(f"{name}.trl is not a valid trl.{cls.__name__}: {exc}") from exc
+
+
+def validate_trl(sft: SFTStageConfig, rl: RLStageConfig) -> None:
+    """Build both TRL configs, as `bard validate` does. Without a CUDA device a GPU recipe is checked with
+    use_cpu=True: TrainingArguments refuses bf16 on a machine without a GPU, while every other field is
+    checked the same way."""
+    import torch
+
+    cpu_only = not torch.cuda.is_available()
+    with tempfile.TemporaryDirectory() as out:
+        for section in (sft, rl):
+            trl_args(section, out, use_cpu=cpu_only or not section.resources.use_gpu)
+
+
+def require_chat_template(tokenizer: Any, where: str) -> None:
+    if not getattr(tokenizer, "chat_template", None):
+        raise TrainingConfigError(
+            f"the student tokenizer at {where} has no chat template; training renders the budget contract with "
+            "it. Use the instruct/chat variant's tokenizer, or set `chat_template` in its tokenizer_config.json"
+        )
+
+
+def record_lengths(records: Sequence[Mapping[str, Any]], tokenizer: Any, keys: Sequence[str]) -> list[int]:
+    """Token count of each record's chat (the given message-list columns, concatenated) under the template."""
+    lengths = []
+    for record in records:
+        messages = [message for key in keys for message in record[key]]
+        ids = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=keys == ("prompt",))
+        lengths.append(len(ids["input_ids"] if hasattr(ids, "keys") else ids))
+    return lengths
+
+
+def split_overlength(
+    records: Sequence[Mapping[str, Any]], lengths: Sequence[int], max_tokens: int
+) -> tuple[list[Mapping[str, Any]], list[dict[str, Any]]]:
+    kept = [r for r, n in zip(records, lengths, strict=True) if n <= max_tokens]
+    dropped = [
+        {"problem_id": r["problem_id"], "budget_tokens": r["budget_tokens"], "tokens": n}
+        for r, n in zip(records, lengths, strict=True)
+        if n > max_tokens
+    ]
+    return kept, dropped
+
+
+def draw_rl_prompts(
+    records: Sequence[Mapping[str, Any]], section: RLStageConfig, tiers: Sequence[int]
+) -> list[dict[str, Any]]:
+    """Per problem, ``budgets_per_problem`` budgets drawn from the tier weights (seeded, order-independent)."""
+    weights = section.budget_weights or dict.fromkeys(tiers, 1.0)
+    by_problem: dict[str, dict[int, Mapping[str, Any]]] = {}
+    for record in records:
+        by_problem.setdefault(record["problem_id"], {})[int(record["budget_tokens"])] = record
+    prompts = []
+    for problem_id in sorted(by_problem):
+        rng = random.Random(int.from_bytes(hashlib.sha256(f"{section.seed}|{problem_id}".encode()).digest()[:8], "big"))
+        options = [b for b in weights if b in by_problem[problem_id] and weights[b] > 0]
+        if not options:
+            continue
+        for budget in rng.choices(options, weights=[weights[b] for b in options], k=section.budgets_per_problem):
+            prompts.append(dict(by_problem[problem_id][budget]))
+    random.Random(section.seed).shuffle(prompts)
+    return prompts[: section.max_prompts] if section.max_prompts else prompts
+
+
+def apply_lora(model: Any, lora: LoraConfig | None) -> Any:
+    if lora is None:
+        return model
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import get_peft_model
+
+    peft_config = PeftLoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, peft_config)
+
+
+class _KillOnce:
+    """Test-only TrainerCallback: SIGKILL rank 0 once at a given step (a worker lost mid-training)."""
+
+    def __init__(self, spec: str) -> None:
+        step, _, marker = spec.partition(":")
+        self.step, self.marker = int(step), marker
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if state.global_step != self.step or not state.is_world_process_zero:
+            return
+        try:
+            os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return
+        # Ray Train's controller collects reported checkpoints by polling the workers; a worker dying
+        # within milliseconds of a report can take that report with it. Lose the worker a little later,
+        # as a real failure would, so the test checks resuming rather than the polling race.
+        time.sleep(5.0)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _callbacks() -> list[Any]:
+    from ray.train.huggingface.transformers import RayTrainReportCallback
+    from transformers import TrainerCallback
+
+    callbacks: list[Any] = [RayTrainReportCallback()]
+    spec = os.environ.get(KILL_TRAIN_ENV)
+    if spec:
+        callbacks.append(type("KillOnce", (_KillOnce, TrainerCallback), {})(spec))
+    return callbacks
+
+
+def _resume_dir() -> str | None:
+    """The HF checkpoint inside Ray Train's latest checkpoint, when this run is resuming."""
+    import ray.train
+
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is None:
+        return None
+    local = Path(checkpoint.to_directory())
+    inner = local / "checkpoint"
+    return str(inner if inner.is_dir() else local)
+
+
+def _finish(trainer: Any, tokenizer: Any, extra: dict[str, Any]) -> None:
+    """Every rank reports once more (Ray Train V2 needs it); rank 0 attaches the final, merged model."""
+    import ray.train
+    from ray.train import Checkpoint
+
+    metrics = {"log_history": json.dumps(trainer.state.log_history), "global_step": trainer.state.global_step, **extra}
+    if ray.train.get_context().get_world_rank() != 0:
+        ray.train.report(metrics)
+        return
+    model = trainer.model
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()  # LoRA: store a plain checkpoint
+    with tempfile.TemporaryDirectory() as tmp:
+        final = Path(tmp) / "final"
+        model.save_pretrained(str(final))
+        tokenizer.save_pretrained(str(final))
+        (Path(tmp) / "FINAL").write_text("final model of the stage\n")
+        ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp))
+
+
+def load_records(config: Mapping[str, Any], table: str) -> list[dict[str, Any]]:
+    """Rows of a dataset artifact table, read by each worker from the store (nothing big travels in the config)."""
+    from infra.store import ArtifactRef, ArtifactStore
+
+    store = ArtifactStore(config["store_root"], config["endpoint_url"])
+    return list(store.read_table(ArtifactRef.parse(config["dataset_ref"]), table).to_pylist())
+
+
+def record_key(record: Mapping[str, Any]) -> str:
+    return f"{record['problem_id']}|{record['budget_tokens']}|{record.get('kind', '')}"
+
+
+def _setup(config: Mapping[str, Any]) -> tuple[Any, Any, Any]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from infra.local_cache import resolve_location
+
+    if not config["use_gpu"]:
+        torch.set_num_threads(max(1, int(config["threads"])))
+    model_dir = resolve_location(
+        config["model_location"], config["store_root"], config["endpoint_url"], config["model_prefix"]
+    )
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    require_chat_template(tokenizer, model_dir)
+    dtype = torch.bfloat16 if config["use_gpu"] else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype)
+    return model, tokenizer, model_dir
+
+
+def sft_loop(config: dict[str, Any]) -> None:
+    """Ray Train worker loop of the `sft` stage."""
+    import ray.train
+    from datasets import Dataset
+    from trl import SFTTrainer
+
+    section = SFTStageConfig.model_validate(config["section"])
+    model, tokenizer, _ = _setup(config)
+    model = apply_lora(model, section.lora)
+    rank = ray.train.get_context().get_world_rank()
+    with tempfile.TemporaryDirectory(prefix=f"bard-sft-rank{rank}-") as out:
+        args = trl_args(section, out, use_cpu=not config["use_gpu"])
+        dropped = set(config["dropped"])
+        train, validation = (
+            [
+                {"prompt": r["prompt"], "completion": r["completion"]}
+                for r in load_records(config, t)
+                if record_key(r) not in dropped
+            ]
+            for t in ("sft_train", "sft_validation")
+        )
+        trainer = SFTTrainer(
+            model=model,
+            args=args,
+            train_dataset=Dataset.from_list(train),
+            eval_dataset=Dataset.from_list(validation) if validation else None,
+            processing_class=tokenizer,
+            callbacks=_callbacks(),
+        )
+        resume = _resume_dir()
+        result = trainer.train(resume_from_checkpoint=resume)
+        evaluation = trainer.evaluate() if validation else {}
+        _finish(
+            trainer,
+            tokenizer,
+            {
+                "train_runtime_s": result.metrics.get("train_runtime", 0.0),
+                "train_loss": result.training_loss,
+                "eval_loss": evaluation.get("eval_loss", float("nan")),
+                "resumed": resume is not None,
+            },
+        )
+
+
+def rl_loop(config: dict[str, Any]) -> None:
+    """Ray Train worker loop of the `rl` stage (GRPO with the budget reward)."""
+    import ray.train
+    from datasets import Dataset
+    from trl import GRPOTrainer
+
+    from bard_core.budget import BudgetSpec, FidelityShape, HFTokenCounter
+    from bard_core.rewards import BudgetReward
+
+    section = RLStageConfig.model_validate(config["section"])
+    model, tokenizer, _ = _setup(config)
+    model = apply_lora(model, section.lora)
+    budget = config["budget"]
+    spec = BudgetSpec(tuple(budget["tiers_tokens"]), FidelityShape(budget["fidelity"]), float(budget["tolerance"]))
+    reward = BudgetReward(spec, HFTokenCounter(tokenizer))
+    rank = ray.train.get_context().get_world_rank()
+    with tempfile.TemporaryDirectory(prefix=f"bard-rl-rank{rank}-") as out:
+        args = trl_args(section, out, use_cpu=not config["use_gpu"])
+        dropped = set(config["dropped"])
+        prompts = draw_rl_prompts(load_records(config, "rl_train"), section, spec.tiers_tokens)
+        columns = ("prompt", "answer", "budget_tokens", "grader", "meta")
+        train = [{c: p[c] for c in columns} for p in prompts if record_key(p) not in dropped]
+        trainer = GRPOTrainer(
+            model=model,
+            args=args,
+            reward_funcs=[reward],
+            train_dataset=Dataset.from_list(train),
+            processing_class=tokenizer,
+            callbacks=_callbacks(),
+        )
+        resume = _resume_dir()
+        result = trainer.train(resume_from_checkpoint=resume)
+        _finish(
+            trainer,
+            tokenizer,
+            {
+                "train_runtime_s": result.metrics.get("train_runtime", 0.0),
+                "train_loss": result.training_loss,
+                "resumed": resume is not None,
+            },
+        )

@@ -1,0 +1,276 @@
+"""Stages 5 and 6, `sft` and `rl`: TRL inside Ray Train, the checkpoint stored as an HF folder, probed.
+
+Both stages: check inputs on the driver first (dataset columns, chat template, TRL arguments, over-length
+records), fit on Ray Train (resuming from the scratch checkpoint of an interrupted attempt), store the final
+model (weights, tokenizer, chat template) as the artifact's `model/` folder, and probe how its reasoning
+length follows the budget on held-out problems. The RL stage starts from the SFT checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.context import FlowRunContext
+
+from bard_core import schemas
+from bard_core.budget import BudgetSpec
+from bard_core.config import RLStageConfig, SFTStageConfig
+from bard_core.plots import budget_following_plot
+from infra.local_cache import STORE_SCHEME, resolve_location
+from infra.models import MODEL_PREFIX
+from infra.probe import run_probe
+from infra.ray_train import drop_scratch, fit
+from infra.store import ArtifactRef
+from infra.training import (
+    draw_rl_prompts,
+    record_key,
+    record_lengths,
+    require_chat_template,
+    rl_loop,
+    sft_loop,
+    split_overlength,
+    trl_args,
+)
+from infra.writer import ArtifactWriter
+from tasks.models import ModelLocation
+from tasks.stage import StageContext, StageResult, StageSpec, execute, logger
+
+VERSION = 4
+PROBE = pa.schema(
+    [
+        ("model", pa.string()),
+        ("problem_id", pa.string()),
+        ("budget_tokens", pa.int32()),
+        ("reasoning_tokens", pa.int32()),
+        ("correct", pa.bool_()),
+        ("parsed", pa.bool_()),
+        ("fidelity", pa.float64()),
+        ("reward", pa.float64()),
+        ("text", pa.string()),
+    ]
+)
+
+
+def checkpoint_location(ref: ArtifactRef) -> ModelLocation:
+    """A training artifact as a model location (its `model/` folder), for the next stage or an engine."""
+    return ModelLocation(STORE_SCHEME + ref.key, None, ref.key)
+
+
+def _read(ctx: StageContext, dataset: ArtifactRef, table: str, schema: pa.Schema, stage: str) -> list[dict[str, Any]]:
+    rows = ctx.store.read_table(dataset, table)
+    return list(schemas.conform(rows, schema, f"artifact {dataset.key} ({table})", stage).to_pylist())
+
+
+def _local_model(ctx: StageContext, model: ModelLocation) -> tuple[str, Any]:
+    from transformers import AutoTokenizer
+
+    model_dir = resolve_location(model.location, ctx.store.root, ctx.store.endpoint_url, MODEL_PREFIX)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, revision=model.revision)
+    require_chat_template(tokenizer, model_dir)
+    return model_dir, tokenizer
+
+
+def _fit_and_store(
+    ctx: StageContext,
+    writer: ArtifactWriter,
+    section: SFTStageConfig | RLStageConfig,
+    loop: Callable[[dict[str, Any]], None],
+    loop_config: dict[str, Any],
+) -> tuple[str, dict[str, Any]]:
+    """Train, store `model/` and the metrics; returns the local final model folder and the run metrics."""
+    ctx.ray.ensure()
+    run_name = f"{writer.ref.stage}-{writer.ref.fingerprint}"
+    resources = section.resources
+    base = {
+        "section": section.model_dump(mode="json"),
+        "store_root": ctx.store.root,
+        "endpoint_url": ctx.store.endpoint_url,
+        "model_prefix": MODEL_PREFIX,
+        "use_gpu": resources.use_gpu,
+        "threads": int(resources.cpus_per_worker),
+    }
+    folder, metrics = fit(loop, {**base, **loop_config}, resources, run_name, ctx.store)
+    writer.write_dir(MODEL_PREFIX, folder / "final")
+    history = json.loads(metrics.pop("log_history", "[]"))
+    writer.write_json("train_log.json", history)
+    local = str(folder / "final")
+    drop_scratch(ctx.store, run_name)
+    tokens = max((h.get("num_tokens", 0) for h in history), default=0)  # TRL counts the tokens it trained on
+    return local, {**metrics, "train_tokens": tokens, "loss_curve": [h["loss"] for h in history if "loss" in h]}
+
+
+def _probe(
+    ctx: StageContext,
+    writer: ArtifactWriter,
+    models: Mapping[str, str],
+    section: SFTStageConfig | RLStageConfig,
+    records: Sequence[Mapping[str, Any]],
+    earlier: Mapping[str, tuple[list[dict[str, Any]], dict[str, Any]]],
+) -> dict[str, Any]:
+    """Probe each (label -> model folder); store its generations, and those of `earlier` probes (label ->
+    (generations, summary)), with a plot; return every summary."""
+    spec: BudgetSpec = ctx.cfg.budget.spec()
+    if section.probe.problems == 0:
+        return {}
+    rows: list[dict[str, Any]] = [row for generated, _ in earlier.values() for row in generated]
+    summaries: dict[str, Any] = {label: summary for label, (_, summary) in earlier.items()}
+    for label, model_dir in models.items():
+        generated, summary = run_probe(model_dir, records, spec, section.probe, label)
+        rows += generated
+        summaries[label] = summary
+        logger().info("probe %s: %s", label, json.dumps(summary.get("overall", {})))
+    writer.write_table("probe", pa.Table.from_pylist(rows, schema=PROBE))
+    with tempfile.TemporaryDirectory() as tmp:
+        plot = budget_following_plot(summaries, spec, Path(tmp) / "budget_following.png")
+        writer.write_bytes("budget_following.png", plot.read_bytes())
+    _publish(writer.ref, summaries)
+    return summaries
+
+
+def _publish(ref: ArtifactRef, summaries: Mapping[str, Any]) -> None:
+    if FlowRunContext.get() is None:
+        return
+    lines = [
+        f"### {ref.stage}: budget-following probe",
+        "",
+        "| model | budget | accuracy | mean tokens | mean rel. deviation | within tolerance | over budget |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label, summary in summaries.items():
+        for budget, row in summary.get("per_budget", {}).items():
+            lines.append(
+                f"| {label} | {budget} | {row['accuracy']:.2f} | {row['mean_tokens']:.1f} | "
+                f"{row['mean_relative_deviation']:.2f} | {row['within_tolerance']:.2f} | {row['over_budget']:.2f} |"
+            )
+        rho = summary.get("overall", {}).get("spearman_budget_length")
+        lines.append(f"| {label} | **Spearman {'n/a' if rho is None else f'{rho:.2f}'}** | | | | | |")
+    create_markdown_artifact(key=f"{ref.stage}-probe", markdown="\n".join(lines), description=f"{ref.stage} probe")
+
+
+@task(name="sft", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
+def sft(ctx: StageContext, dataset: ArtifactRef, student: ModelLocation) -> ArtifactRef:
+    section = ctx.cfg.sft
+    config = {**section.model_dump(mode="json", exclude={"resources"}), "student": student.identity}
+    inputs = {"dataset": dataset}
+    if student.location.startswith(STORE_SCHEME):
+        inputs["student"] = ArtifactRef.parse(student.location[len(STORE_SCHEME) :])
+    spec = StageSpec("sft", VERSION, config, inputs=inputs)
+
+    def build(writer: ArtifactWriter) -> StageResult:
+        model_dir, tokenizer = _local_model(ctx, student)
+        with tempfile.TemporaryDirectory() as tmp:
+            trl_args(section, tmp, use_cpu=not section.resources.use_gpu)  # a bad `trl` fails here, not in a worker
+        records = [r for t in ("sft_train", "sft_validation") for r in _read(ctx, dataset, t, schemas.SFT, "sft")]
+        _kept, dropped = split_overlength(
+            records, record_lengths(records, tokenizer, ("prompt", "completion")), section.max_length_tokens
+        )
+        if dropped and section.overlength == "error":
+            raise ValueError(
+                f"{len(dropped)} SFT records are longer than sft.max_length_tokens={section.max_length_tokens} "
+                f"(longest {max(d['tokens'] for d in dropped)}, e.g. {dropped[0]}); raise the limit or use "
+                "sft.overlength: drop"
+            )
+        if dropped:
+            logger().warning(
+                "sft: %d records over %d tokens dropped (counted in the manifest)",
+                len(dropped),
+                section.max_length_tokens,
+            )
+        writer.write_json("dropped_overlength.json", dropped)
+        rl_validation = _read(ctx, dataset, "rl_validation", schemas.RL, "sft")
+        earlier: dict[str, tuple[list[dict[str, Any]], dict[str, Any]]] = {}
+        if section.probe.problems:  # the student before training, for comparison
+            earlier["base"] = run_probe(model_dir, rl_validation, ctx.cfg.budget.spec(), section.probe, "base")
+        local, metrics = _fit_and_store(
+            ctx,
+            writer,
+            section,
+            sft_loop,
+            {
+                "dataset_ref": dataset.key,
+                "model_location": student.location,
+                "dropped": [record_key(d) for d in dropped],
+            },
+        )
+        probes = _probe(ctx, writer, {"sft": local}, section, rl_validation, earlier)
+        tokens_per_s = metrics["train_tokens"] / max(metrics.get("train_runtime_s", 0.0), 1e-9)
+        return StageResult(
+            stats={
+                "records": len(records),
+                "dropped_overlength": len(dropped),
+                "train": {k: metrics.get(k) for k in ("global_step", "train_loss", "eval_loss", "resumed")},
+                "train_tokens_per_s": round(tokens_per_s, 1),
+                "probe": probes,
+            },
+            usage={
+                "train_runtime_s": float(metrics.get("train_runtime_s", 0.0)),
+                "train_tokens": float(metrics["train_tokens"]),
+            },
+        )
+
+    return execute(ctx, spec, build)
+
+
+@task(name="rl", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
+def rl(ctx: StageContext, dataset: ArtifactRef, start: ArtifactRef) -> ArtifactRef:
+    section = ctx.cfg.rl
+    budget = ctx.cfg.budget
+    config = {**section.model_dump(mode="json", exclude={"resources"}), "budget": budget.model_dump(mode="json")}
+    spec = StageSpec("rl", VERSION, config, inputs={"dataset": dataset, "start": start})
+
+    def build(writer: ArtifactWriter) -> StageResult:
+        begin = checkpoint_location(start)
+        start_dir, tokenizer = _local_model(ctx, begin)
+        with tempfile.TemporaryDirectory() as tmp:
+            trl_args(section, tmp, use_cpu=not section.resources.use_gpu)
+        prompts = draw_rl_prompts(_read(ctx, dataset, "rl_train", schemas.RL, "rl"), section, budget.tiers_tokens)
+        if not prompts:
+            raise ValueError(f"no RL prompts in {dataset.key} (rl_train is empty): nothing to train on")
+        _kept, dropped = split_overlength(
+            prompts, record_lengths(prompts, tokenizer, ("prompt",)), section.max_prompt_tokens
+        )
+        writer.write_json("dropped_overlength.json", dropped)
+        budgets = [int(p["budget_tokens"]) for p in prompts]
+        local, metrics = _fit_and_store(
+            ctx,
+            writer,
+            section,
+            rl_loop,
+            {
+                "dataset_ref": dataset.key,
+                "model_location": begin.location,
+                "budget": budget.model_dump(mode="json"),
+                "dropped": [record_key(d) for d in dropped],
+            },
+        )
+        rl_validation = _read(ctx, dataset, "rl_validation", schemas.RL, "rl")
+        # Before and after, on the same problems with the same settings: the comparison RL is judged by.
+        probes = _probe(ctx, writer, {"sft": start_dir, "rl": local}, section, rl_validation, {})
+        return StageResult(
+            stats={
+                "prompts": len(prompts) - len(dropped),
+                "dropped_overlength": len(dropped),
+                "budget_mix": {str(b): budgets.count(b) for b in sorted(set(budgets))},
+                "train": {k: metrics.get(k) for k in ("global_step", "train_loss", "resumed")},
+                "reward_curve": _reward_curve(writer),
+                "probe": probes,
+            },
+            usage={"train_runtime_s": float(metrics.get("train_runtime_s", 0.0))},
+        )
+
+    return execute(ctx, spec, build)
+
+
+def _reward_curve(writer: ArtifactWriter) -> dict[str, list[float]]:
+    """Each logged reward component over training (from the stored train log)."""
+    history = json.loads(writer.store.read_bytes(writer.ref, writer.files["train_log.json"]))
+    keys = sorted({k for h in history for k in h if k.startswith(("budget/", "reward"))})
+    return {k: [round(float(h[k]), 4) for h in history if k in h] for k in keys}

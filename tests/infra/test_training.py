@@ -1,0 +1,118 @@
+"""Training adapters: TRL configs, the assistant-only loss mask, over-length accounting, RL prompt draws."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bard_core.config import RLStageConfig, SFTStageConfig
+from bard_core.recipes import ConfigError, validate_config
+from infra.training import (
+    TrainingConfigError,
+    draw_rl_prompts,
+    record_lengths,
+    require_chat_template,
+    split_overlength,
+    trl_args,
+    validate_trl,
+)
+from tests.conftest import CONFIGS
+
+
+@pytest.mark.parametrize("recipe", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_recipe_builds_its_trl_configs(recipe: Path) -> None:
+    from bard_core.recipes import load_config
+
+    cfg = load_config(recipe)
+    validate_trl(cfg.sft, cfg.rl)
+
+
+def test_trl_arguments_are_checked_with_the_fix(tmp_path: Path) -> None:
+    sft = SFTStageConfig(trl={"learning_rate": 3e-4, "max_steps": 5})
+    args = trl_args(sft, str(tmp_path), use_cpu=True)
+    assert args.learning_rate == 3e-4 and args.completion_only_loss is True and args.packing is False
+    assert args.max_length == sft.max_length_tokens and args.report_to == []
+    with pytest.raises(
+        TrainingConfigError,
+        match=r"sft.trl.learning_rat is not an argument of trl.SFTConfig; did you mean 'learning_rate'",
+    ):
+        trl_args(SFTStageConfig(trl={"learning_rat": 1.0}), str(tmp_path), use_cpu=True)
+    grpo = trl_args(RLStageConfig(trl={"num_generations": 4, "per_device_train_batch_size": 8}), str(tmp_path), True)
+    assert grpo.num_generations == 4
+    with pytest.raises(ConfigError, match=r"\['output_dir'\] are set by the pipeline"):
+        validate_config({"sft": {"trl": {"output_dir": "/x"}}}, "r.yaml")
+
+
+def test_rl_budgets_outside_the_tiers_are_refused() -> None:
+    with pytest.raises(ConfigError, match=r"rl.budget_weights has budget\(s\) \[300\] outside the tiers"):
+        validate_config({"budget": {"tiers_tokens": [16, 32]}, "rl": {"budget_weights": {16: 1, 300: 1}}}, "r.yaml")
+
+
+def _records(toy_model_dir: Path) -> tuple[object, list[dict]]:  # type: ignore[type-arg]
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(toy_model_dir)
+    records = [
+        {
+            "problem_id": f"p{i}",
+            "budget_tokens": 16,
+            "kind": "compressed",
+            "prompt": [{"role": "user", "content": "What is 2 + 3?\n\nThinking budget: 16 tokens."}],
+            "completion": [
+                {"role": "assistant", "content": "<think>\n2+3=5\n</think>\n\n\\boxed{5}" + " pad" * 40 * i}
+            ],
+        }
+        for i in range(3)
+    ]
+    return tokenizer, records
+
+
+def test_loss_is_on_the_assistant_turn_only(toy_model_dir: Path, tmp_path: Path) -> None:
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM
+    from trl import SFTTrainer
+
+    tokenizer, records = _records(toy_model_dir)
+    args = trl_args(SFTStageConfig(trl={"max_steps": 1}), str(tmp_path), use_cpu=True)
+    trainer = SFTTrainer(
+        model=AutoModelForCausalLM.from_pretrained(toy_model_dir),
+        args=args,
+        train_dataset=Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in records]),
+        processing_class=tokenizer,
+    )
+    batch = trainer.data_collator([trainer.train_dataset[0]])
+    labels, ids = batch["labels"][0].tolist(), batch["input_ids"][0].tolist()
+    prompt_ids = tokenizer.apply_chat_template(records[0]["prompt"], tokenize=True, add_generation_prompt=True)
+    prompt_len = len(prompt_ids["input_ids"] if hasattr(prompt_ids, "keys") else prompt_ids)
+    assert all(label == -100 for label in labels[:prompt_len])  # the prompt (with the budget) is not learned
+    assert labels[prompt_len:] == ids[prompt_len:]  # the assistant turn is
+    assert tokenizer.decode(ids[prompt_len:]).startswith("<think>")
+
+
+def test_over_length_records_are_counted_not_truncated(toy_model_dir: Path) -> None:
+    tokenizer, records = _records(toy_model_dir)
+    lengths = record_lengths(records, tokenizer, ("prompt", "completion"))
+    assert lengths[0] < lengths[1] < lengths[2]
+    kept, dropped = split_overlength(records, lengths, max_tokens=lengths[1])
+    assert [r["problem_id"] for r in kept] == ["p0", "p1"]
+    assert dropped == [{"problem_id": "p2", "budget_tokens": 16, "tokens": lengths[2]}]
+
+
+def test_a_tokenizer_without_chat_template_is_refused(toy_model_dir: Path) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(toy_model_dir)
+    tokenizer.chat_template = None
+    with pytest.raises(TrainingConfigError, match="has no chat template"):
+        require_chat_template(tokenizer, "student/")
+
+
+def test_rl_budgets_are_drawn_by_weight_deterministically() -> None:
+    records = [{"problem_id": f"p{i}", "budget_tokens": b} for i in range(400) for b in (16, 32, 64)]
+    section = RLStageConfig(budget_weights={16: 1, 32: 3, 64: 0}, budgets_per_problem=1, seed=3)
+    drawn = draw_rl_prompts(records, section, (16, 32, 64))
+    assert drawn == draw_rl_prompts(list(reversed(records)), section, (16, 32, 64))
+    budgets = [r["budget_tokens"] for r in drawn]
+    assert len(drawn) == 400 and 64 not in budgets and 0.65 < budgets.count(32) / 400 < 0.85
+    assert len(draw_rl_prompts(records, RLStageConfig(budgets_per_problem=2, max_prompts=50), (16, 32, 64))) == 50
