@@ -45,6 +45,9 @@ class GenerationRequest:
     messages: Sequence[ChatMessage]
     params: SamplingParams
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    # The assistant turn starts with this text and the engine continues it (e.g. the truncation baseline's
+    # forced "</think>"); the completion excludes it. Engines that cannot continue a turn refuse the request.
+    prefix: str = ""
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,14 @@ def failed(
     request_id: str, kind: ErrorKind, message: str, prompt_tokens: int = 0, attempts: int = 0
 ) -> GenerationResult:
     return GenerationResult(request_id, (), prompt_tokens, error=message, error_kind=kind, attempts=attempts)
+
+
+def refuse_prefix(request: GenerationRequest, backend: str) -> GenerationResult:
+    return failed(
+        request.request_id,
+        ErrorKind.UNSUPPORTED,
+        f"{backend} cannot continue an assistant prefix; use the hf or vllm engine for this stage",
+    )
 
 
 class Engine(Protocol):

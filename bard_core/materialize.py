@@ -27,13 +27,15 @@ def sft_records(
     problems: Mapping[str, Mapping[str, Any]],
     template: PromptTemplate,
     include_gold: bool,
+    agnostic: PromptTemplate | None = None,
 ) -> list[dict[str, Any]]:
-    """Chat records under the budget contract: user turn with the budget, assistant turn with think+answer."""
+    """Chat records under the budget contract: user turn with the budget, assistant turn with think+answer.
+    With an ``agnostic`` template: the budget-agnostic baseline, gold traces only and no budget shown."""
     records = []
     sources: list[tuple[str, Mapping[str, Any], int]] = [
-        ("compressed", t, int(t["budget_tokens"])) for t in tiers if t["valid"]
+        ("compressed", t, int(t["budget_tokens"])) for t in tiers if t["valid"] and agnostic is None
     ]
-    if include_gold:
+    if include_gold or agnostic is not None:
         # The uncompressed gold trace teaches the budget at its own length.
         sources += [("gold", g, int(g["reasoning_tokens"])) for g in gold]
     for kind, row, budget in sources:
@@ -44,11 +46,15 @@ def sft_records(
                 "budget_tokens": budget,
                 "reasoning_tokens": int(row["reasoning_tokens"]),
                 "kind": kind,
-                "prompt": [{"role": "user", "content": render_user(template, problem["problem"], budget)}],
+                "prompt": [{"role": "user", "content": _user_turn(template, agnostic, problem["problem"], budget)}],
                 "completion": [{"role": "assistant", "content": render_assistant(row["reasoning"], row["final"])}],
             }
         )
     return records
+
+
+def _user_turn(template: PromptTemplate, agnostic: PromptTemplate | None, problem: str, budget: int) -> str:
+    return agnostic.render(problem=problem).strip() if agnostic is not None else render_user(template, problem, budget)
 
 
 def rl_records(
@@ -169,9 +175,10 @@ def build_dataset(
     include_gold: bool,
     val_fraction: float,
     split_seed: int,
+    agnostic: PromptTemplate | None = None,
 ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[dict[str, Any]]], dict[str, Any]]:
     """(SFT records by split, RL prompts by split, card stats)."""
-    sft = sft_records(tiers, gold, problems, template, include_gold)
+    sft = sft_records(tiers, gold, problems, template, include_gold, agnostic)
     for record in sft:
         record["split"] = assign_split(record["problem_id"], val_fraction, split_seed)
     trained = sorted({r["problem_id"] for r in sft})

@@ -75,3 +75,61 @@ def budget_following_plot(summaries: Mapping[str, Mapping[str, Any]], spec: Budg
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+def series_label(row: Mapping[str, Any]) -> str:
+    """How an evaluation series is named in plots and tables: the model, or the baseline built from it."""
+    return row["model"] if row["mode"] == "budget" else f"{row['mode']}({row['model']})"
+
+
+def evaluation_plots(metrics: Sequence[Mapping[str, Any]], spec: BudgetSpec, out_dir: Path) -> dict[str, Path]:
+    """Per benchmark, two panels: accuracy vs budget with confidence bands, and mean reasoning length vs
+    budget with the ideal diagonal and the accepted band. Returns plot name -> PNG path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [m for m in metrics if m["mode"] != "unconstrained"]
+    benchmarks = sorted({m["benchmark"] for m in rows})
+    plots: dict[str, Path] = {}
+    for benchmark in benchmarks:
+        mine = [m for m in rows if m["benchmark"] == benchmark]
+        budgets = sorted({int(m["budget_tokens"]) for m in mine})
+        fig, (acc_ax, length_ax) = plt.subplots(1, 2, figsize=(11, 4))
+        length_ax.plot(budgets, budgets, color="grey", ls="--", lw=1, label="ideal (length = budget)")
+        length_ax.fill_between(
+            budgets,
+            [spec.bounds(b)[0] for b in budgets],
+            [spec.bounds(b)[1] for b in budgets],
+            color="tab:green",
+            alpha=0.12,
+            label="within tolerance",
+        )
+        for series in sorted({series_label(m) for m in mine}):
+            points = sorted((m for m in mine if series_label(m) == series), key=lambda m: int(m["budget_tokens"]))
+            xs = [int(m["budget_tokens"]) for m in points]
+            line = acc_ax.plot(xs, [m["accuracy"] for m in points], marker="o", label=series)[0]
+            acc_ax.fill_between(
+                xs,
+                [m["accuracy_ci_low"] for m in points],
+                [m["accuracy_ci_high"] for m in points],
+                color=line.get_color(),
+                alpha=0.15,
+            )
+            length_ax.plot(xs, [m["mean_reasoning_tokens"] for m in points], marker="o", label=series)
+        for ax, ylabel in ((acc_ax, "accuracy (pass@1, 95% CI)"), (length_ax, "mean reasoning tokens")):
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(budgets, [str(b) for b in budgets])
+            ax.set_xlabel("budget (tokens)")
+            ax.set_ylabel(ylabel)
+            ax.legend(fontsize=8)
+        acc_ax.set_ylim(0, 1)
+        length_ax.set_yscale("log", base=2)
+        fig.suptitle(benchmark)
+        fig.tight_layout()
+        path = out_dir / f"{benchmark}.png"
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        plots[benchmark] = path
+    return plots

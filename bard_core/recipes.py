@@ -7,6 +7,7 @@ An override's key is a dotted path (``sample.n_samples=2``; list items by index:
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, get_args
@@ -18,6 +19,29 @@ from pydantic.fields import FieldInfo
 from bard_core.config import RunConfig
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML follows YAML 1.1, where ``2e-5`` (no dot) is a string; YAML 1.2 and every user read it as a
+    float. Values under ``trl:`` reach TRL untyped, so the difference would surface as a crash in torch."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.VERBOSE,
+    ),
+    list("-+0123456789."),
+)
+
+
+def _yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
+
+
 class ConfigError(ValueError):
     """A recipe or override that does not validate; the message lists every problem and its fix."""
 
@@ -27,7 +51,7 @@ def read_recipe(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"recipe {path} does not exist; pass a YAML file such as configs/toy.yaml")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = _yaml(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as exc:
         raise ConfigError(f"recipe {path} is not valid UTF-8 (byte {exc.start}); save it as UTF-8") from exc
     except yaml.YAMLError as exc:
@@ -46,7 +70,7 @@ def apply_override(data: dict[str, Any], override: str) -> None:
     if not sep or not key.strip():
         raise ConfigError(f"override {override!r} is not key=value (e.g. sample.n_samples=2)")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = _yaml(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
         raise ConfigError(f"override {override!r}: value is not valid YAML ({exc})") from exc
     parts = key.strip().split(".")

@@ -78,6 +78,40 @@ RL = pa.schema(
     ]
 )
 
+EVAL_REQUESTS = pa.schema(
+    [
+        pa.field("model", pa.string(), nullable=False),  # label: base, sft, rl, or an extra checkpoint
+        pa.field("benchmark", pa.string(), nullable=False),
+        pa.field("problem_id", pa.string(), nullable=False),
+        pa.field("mode", pa.string(), nullable=False),  # "budget" or "truncation" (cut at every budget)
+        pa.field("budget_tokens", pa.int32(), nullable=False),  # budget in the prompt (0: none)
+        pa.field("prompt", CHAT, nullable=False),
+        pa.field("answer", pa.string(), nullable=False),
+        pa.field("grader", pa.string(), nullable=False),
+        pa.field("meta", pa.string(), nullable=False),
+    ]
+)
+
+GENERATIONS = pa.schema(
+    [
+        pa.field("model", pa.string(), nullable=False),
+        pa.field("benchmark", pa.string(), nullable=False),
+        pa.field("problem_id", pa.string(), nullable=False),
+        pa.field("mode", pa.string(), nullable=False),  # budget | unconstrained | truncated
+        pa.field("budget_tokens", pa.int32(), nullable=False),  # the budget scored against
+        pa.field("sample_idx", pa.int32(), nullable=False),
+        pa.field("text", pa.string(), nullable=False),  # the assistant turn (prefix included when forced)
+        pa.field("reasoning_tokens", pa.int32(), nullable=False),  # student tokenizer
+        pa.field("completion_tokens", pa.int32(), nullable=False),
+        pa.field("finish_reason", pa.string(), nullable=False),
+        pa.field("closed", pa.bool_(), nullable=False),
+        pa.field("unparsed", pa.bool_(), nullable=False),
+        pa.field("pred_answer", pa.string()),
+        pa.field("correct", pa.bool_(), nullable=False),
+        pa.field("error", pa.string()),
+    ]
+)
+
 REJECTIONS = pa.schema(
     [
         pa.field("source", pa.string(), nullable=False),

@@ -206,6 +206,67 @@ def artifacts_runs(
     console.print(table)
 
 
+def _evaluation(st, key: str):
+    """An evaluate artifact from its key (evaluate/<fp>) or from a run id that has one."""
+    from infra.store import ArtifactNotFoundError, ArtifactRef
+
+    if key.startswith("evaluate/"):
+        return _ref(key)
+    try:
+        record = st.read_run(key)
+    except ArtifactNotFoundError:
+        _fail(
+            f"{key} is neither an evaluate/<fingerprint> artifact nor a run id in {st.root}; see `bard artifacts runs`"
+        )
+    stage = record.get("stages", {}).get("evaluate")
+    if not stage:
+        _fail(f"run {key} has no evaluate stage (it ran: {', '.join(record.get('stages', {}))})")
+    return ArtifactRef.parse(stage["artifact"])
+
+
+def _file(st, ref, name: str) -> bytes:
+    entry = next((e for e in st.manifest(ref).files if e.name == name), None)
+    if entry is None:
+        _fail(f"{ref.key} has no {name}")
+    return st.read_bytes(ref, entry)
+
+
+@app.command()
+def report(
+    run: Annotated[str, typer.Argument(help="Run id, or an evaluate/<fingerprint> artifact")],
+    compare: Annotated[str | None, typer.Option("--compare", help="A second run/artifact to compare with")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Folder the HTML is written to")] = Path(".bard/reports"),
+    open_browser: Annotated[bool, typer.Option("--open", help="Open the HTML in a browser")] = False,
+    store: StoreOpt = None,
+    recipe: RecipeOpt = None,
+) -> None:
+    """Print an evaluation report (markdown) and write its self-contained HTML; --compare shows two side by side."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    from bard_core.report import render_comparison
+
+    st = _store(store, recipe)
+    first = _evaluation(st, run)
+    out.mkdir(parents=True, exist_ok=True)
+    if compare:
+        second = _evaluation(st, compare)
+        tables = [pq.read_table(io.BytesIO(_file(st, r, "metrics.parquet"))).to_pylist() for r in (first, second)]
+        names = (first.fingerprint[:8], second.fingerprint[:8])
+        markdown, page = render_comparison(names, tables[0], tables[1])
+        path = out / f"compare-{names[0]}-{names[1]}.html"
+    else:
+        markdown, page = _file(st, first, "report.md").decode(), _file(st, first, "report.html").decode()
+        path = out / f"report-{first.fingerprint}.html"
+    path.write_text(page, encoding="utf-8")
+    sys.stdout.write(markdown + f"\nHTML: {path.resolve()}\n")
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(path.resolve().as_uri())
+
+
 @data_app.command("ls")
 def data_ls() -> None:
     """List bundled datasets (use them with `{kind: bundled, name: NAME}` sources)."""

@@ -8,7 +8,9 @@
                  tolerance, answer still correct), retried with feedback, rejections recorded;
 5. `materialize` budget-conditioned SFT records and RL prompts, split by problem, with a card;
 6. `sft`         supervised fine-tuning of the student on them (TRL on Ray Train), probed per budget;
-7. `rl`          GRPO from the SFT checkpoint, reward = correctness x budget fidelity, probed again.
+7. `rl`          GRPO from the SFT checkpoint, reward = correctness x budget fidelity, probed again;
+8. `evaluate`    base, SFT and RL students (and the truncation baseline) on benchmarks across a budget
+                 grid, k samples each: accuracy with bootstrap CIs, length fidelity, an HTML report.
 
 Every stage returns an artifact reference; a stage whose fingerprint is already committed is skipped.
 """
@@ -24,12 +26,13 @@ from prefect.runtime import flow_run
 from bard_core.recipes import load_config
 from tasks.compress import compress
 from tasks.context import close_context, open_context
+from tasks.evaluate import evaluate
 from tasks.ingest import ingest
 from tasks.materialize import materialize
 from tasks.models import engine_models, prepare_models
 from tasks.sample import sample
 from tasks.tokenizer import build_tokenizer
-from tasks.training import rl, sft
+from tasks.training import checkpoint_location, extra_checkpoints, rl, sft
 
 
 def _run_name() -> str:
@@ -70,7 +73,11 @@ def distill(
         if ctx.continues_after("materialize"):
             checkpoint = sft(ctx, dataset, models[cfg.student.model])
             if ctx.continues_after("sft"):
-                rl(ctx, dataset, checkpoint)
+                final = rl(ctx, dataset, checkpoint)
+                if ctx.continues_after("rl") and cfg.evaluate.enabled:
+                    trained = {"base": models[cfg.student.model], "sft": checkpoint_location(checkpoint),
+                               "rl": checkpoint_location(final)}  # fmt: skip
+                    evaluate(ctx, problems, tokenizer, {**trained, **extra_checkpoints(cfg)})
         ok = True
     finally:
         close_context(ctx, ok)

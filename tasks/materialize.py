@@ -32,7 +32,7 @@ def materialize(ctx: StageContext, tiers: ArtifactRef, traces: ArtifactRef, prob
         "materialize",
         VERSION,
         config,
-        (budget.user_template,),
+        (budget.user_template,) + (() if cfg.budget_conditioning else (budget.agnostic_template,)),
         {"tiers": tiers, "traces": traces, "problems": problems},
     )
 
@@ -52,6 +52,7 @@ def materialize(ctx: StageContext, tiers: ArtifactRef, traces: ArtifactRef, prob
             cfg.include_gold,
             cfg.val_fraction,
             cfg.split_seed,
+            None if cfg.budget_conditioning else load_prompt(budget.agnostic_template),
         )
         files = []
         for split, records in sft.items():

@@ -30,7 +30,7 @@ from infra.store import ArtifactRef, ArtifactStore, utc_now
 from infra.writer import ArtifactWriter
 from tasks.reporting import stage_markdown
 
-STAGES = ("tokenizer", "model", "ingest", "sample", "compress", "materialize", "sft", "rl")
+STAGES = ("tokenizer", "model", "ingest", "sample", "compress", "materialize", "sft", "rl", "evaluate")
 FAIL_ENV = "BARD_FAIL_STAGE"  # test-only fault injection: "compress" or "compress:after_shards=1"
 
 

@@ -22,7 +22,7 @@ from prefect.context import FlowRunContext
 
 from bard_core import schemas
 from bard_core.budget import BudgetSpec
-from bard_core.config import RLStageConfig, SFTStageConfig
+from bard_core.config import RLStageConfig, RunConfig, SFTStageConfig
 from bard_core.plots import budget_following_plot
 from infra.local_cache import STORE_SCHEME, resolve_location
 from infra.models import MODEL_PREFIX
@@ -62,6 +62,11 @@ PROBE = pa.schema(
 def checkpoint_location(ref: ArtifactRef) -> ModelLocation:
     """A training artifact as a model location (its `model/` folder), for the next stage or an engine."""
     return ModelLocation(STORE_SCHEME + ref.key, None, ref.key)
+
+
+def extra_checkpoints(cfg: RunConfig) -> dict[str, ModelLocation]:
+    """`evaluate.checkpoints` (label -> stored training artifact, e.g. a budget-agnostic run's sft) as locations."""
+    return {label: checkpoint_location(ArtifactRef.parse(key)) for label, key in cfg.evaluate.checkpoints.items()}
 
 
 def _read(ctx: StageContext, dataset: ArtifactRef, table: str, schema: pa.Schema, stage: str) -> list[dict[str, Any]]:

@@ -14,6 +14,14 @@ from bard_core.config.engines import (
     PriceConfig,
     VLLMEngineConfig,
 )
+from bard_core.config.evaluate import (
+    BenchmarkConfig,
+    BundledBenchmark,
+    EvaluateConfig,
+    FileBenchmark,
+    IngestedBenchmark,
+    TruncationConfig,
+)
 from bard_core.config.models import (
     BUILT_MODEL_KINDS,
     GGUFPackageModelSpec,
@@ -49,10 +57,14 @@ from bard_core.config.training import (
 
 __all__ = [
     "BUILT_MODEL_KINDS",
+    "BenchmarkConfig",
     "BudgetConfig",
+    "BundledBenchmark",
     "BundledSourceConfig",
     "CompressConfig",
     "EngineConfig",
+    "EvaluateConfig",
+    "FileBenchmark",
     "FileSourceConfig",
     "GGUFPackageModelSpec",
     "HFEngineConfig",
@@ -60,6 +72,7 @@ __all__ = [
     "HFTokenizerConfig",
     "HubModelSpec",
     "IngestConfig",
+    "IngestedBenchmark",
     "LoraConfig",
     "MaterializeConfig",
     "ModelSpec",
@@ -84,5 +97,6 @@ __all__ = [
     "ToySourceConfig",
     "ToyTokenizerConfig",
     "TrainResourcesConfig",
+    "TruncationConfig",
     "VLLMEngineConfig",
 ]

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field, model_validator
 
 from bard_core.config.base import RayConfig, Section, StoreConfig
+from bard_core.config.evaluate import EvaluateConfig
 from bard_core.config.models import HubModelSpec, ModelSpec, PathModelSpec, default_models
 from bard_core.config.stages import (
     BudgetConfig,
@@ -44,6 +45,8 @@ class RunConfig(Section):
     """Stage 5: supervised fine-tuning on the budget-conditioned data."""
     rl: RLStageConfig = RLStageConfig()
     """Stage 6: GRPO with reward = correctness x budget fidelity, from the SFT checkpoint."""
+    evaluate: EvaluateConfig = EvaluateConfig()
+    """Stage 7: every checkpoint on benchmarks across a budget grid, baselines, report."""
 
     @model_validator(mode="after")
     def _rl_budgets_are_tiers(self) -> RunConfig:

@@ -50,6 +50,8 @@ class BudgetConfig(Section):
     """Relative tolerance: target accepts |len-b| <= tol*b; cap accepts len <= (1+tol)*b."""
     user_template: str = "budget_user.txt"
     """Prompt file that renders the budget into the student's user turn (fields: problem, budget_tokens)."""
+    agnostic_template: str = "plain_user.txt"
+    """Prompt file of the user turn without a budget (field: problem): budget-agnostic training and baselines."""
 
     @field_validator("tiers_tokens")
     @classmethod
@@ -207,3 +209,6 @@ class MaterializeConfig(Section):
     """Seed of the deterministic train/validation assignment."""
     include_gold: bool = True
     """Also train on the uncompressed gold trace, at its own length as the budget."""
+    budget_conditioning: bool = True
+    """False: the budget-agnostic baseline: SFT on the uncompressed gold traces only, prompts without a
+    budget (`budget.agnostic_template`). Evaluate that checkpoint with `evaluate.truncation`."""

@@ -24,7 +24,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from bard_core.budget import THINK_CLOSE, THINK_OPEN
-from bard_core.engine import Completion, ErrorKind, FinishReason, GenerationRequest, GenerationResult, failed
+from bard_core.engine import (
+    Completion,
+    ErrorKind,
+    FinishReason,
+    GenerationRequest,
+    GenerationResult,
+    failed,
+    refuse_prefix,
+)
 from bard_core.toy.world import EvaluatedStep, Solution, solve
 
 # Bump when the oracle's outputs change, so artifacts made by the old oracle are not reused.
@@ -191,7 +199,7 @@ class OracleEngine:
         return GenerationResult(request.request_id, tuple(completions), prompt_tokens)
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
-        return [self._one(r) for r in requests]
+        return [refuse_prefix(r, self.backend) if r.prefix else self._one(r) for r in requests]
 
     def close(self) -> None:
         return None

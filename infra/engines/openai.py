@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 from bard_core.config import OpenAIEngineConfig
-from bard_core.engine import Completion, ErrorKind, GenerationRequest, GenerationResult, failed
+from bard_core.engine import Completion, ErrorKind, GenerationRequest, GenerationResult, failed, refuse_prefix
 from infra.engines.budget import QueryBudget
 
 log = logging.getLogger(__name__)
@@ -163,7 +163,10 @@ class OpenAIEngine:
             return list(await asyncio.gather(*(self._one(client, gate, r) for r in requests)))
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
-        return asyncio.run(self._run(requests))
+        # Chat completions cannot continue an assistant turn portably: refuse those requests, serve the rest.
+        served = [r for r in requests if not r.prefix]
+        done = {r.request_id: r for r in asyncio.run(self._run(served))} if served else {}
+        return [done.get(r.request_id) or refuse_prefix(r, self.backend) for r in requests]
 
     def close(self) -> None:
         return None

@@ -63,7 +63,9 @@ class VLLMEngine:
 
     def _prompt_ids(self, request: GenerationRequest) -> list[int]:
         ids = self.tokenizer.apply_chat_template(list(request.messages), add_generation_prompt=True, tokenize=True)
-        return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+        ids = list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+        # A forced prefix is appended as tokens after the generation prompt: the model continues its turn.
+        return ids + (self.tokenizer.encode(request.prefix, add_special_tokens=False) if request.prefix else [])
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
         from vllm import SamplingParams

@@ -72,3 +72,18 @@ def test_bad_overrides_and_files(tmp_path: Path) -> None:
     bad.write_bytes(b"name: \xff\xfe")
     with pytest.raises(ConfigError, match="not valid UTF-8"):
         load_config(bad)
+
+
+def test_exponent_floats_without_a_dot_are_floats() -> None:
+    # YAML 1.1 reads 2e-5 as a string; under `rl.trl` that string would reach torch's optimizer.
+    cfg = load_config(None, ["rl.trl.learning_rate=2e-5", "sft.trl.weight_decay=1e-2"])
+    assert cfg.rl.trl["learning_rate"] == 2e-5 and cfg.sft.trl["weight_decay"] == 0.01
+
+
+def test_evaluate_section_names_unknown_benchmarks_and_labels() -> None:
+    with pytest.raises(ConfigError, match=r"unknown benchmark 'gsm9k'; available: aime24, aime25, amc23, gsm8k_test"):
+        load_config(None, ["evaluate.benchmarks=[{kind: bundled, name: gsm9k}]"])
+    with pytest.raises(ConfigError, match=r"unknown model label\(s\) \['agnostic'\].*evaluate.checkpoints"):
+        load_config(None, ["evaluate.models=[sft, agnostic]"])
+    cfg = load_config(None, ["evaluate.models=[sft, agnostic]", "evaluate.checkpoints={agnostic: sft/abc}"])
+    assert cfg.evaluate.models == ("sft", "agnostic")

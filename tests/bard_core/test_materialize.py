@@ -66,3 +66,18 @@ def test_records_follow_the_budget_contract_and_never_straddle_splits() -> None:
     assert stats["reject_reasons"] == {"too_long": 200}
     card = dataset_card(stats, SPEC, ["sft_train.parquet"], "lengths.png")
     assert "| 16 | 200 | 200 | 0 |" in card and "| too_long | 200 |" in card
+
+
+def test_budget_agnostic_switch_trains_on_gold_traces_without_a_budget() -> None:
+    problems = _problems(20)
+    gold = [
+        {"problem_id": p, "reasoning": "long " * 40, "final": "\\boxed{x}", "reasoning_tokens": 40} for p in problems
+    ]
+    tiers = [{"problem_id": p, "budget_tokens": 16, "reasoning": "a b", "final": "\\boxed{x}", "reasoning_tokens": 15,
+              "valid": True, "reject_reason": None} for p in problems]  # fmt: skip
+    template, plain = load_prompt("budget_user.txt"), load_prompt("plain_user.txt")
+    sft, _, _ = build_dataset(tiers, gold, problems, template, SPEC, False, 0.2, 0, agnostic=plain)
+    records = sft["train"] + sft["validation"]
+    assert len(records) == len(problems) and {r["kind"] for r in records} == {"gold"}
+    assert all("budget" not in r["prompt"][0]["content"].lower() for r in records)
+    assert records[0]["prompt"][0]["content"] == problems[records[0]["problem_id"]]["problem"]

@@ -8,16 +8,16 @@ from pathlib import Path
 import pytest
 
 from infra.local_cache import local_artifact_dir
+from tests.flows.conftest import SmokeRun
 from tests.support.flows import artifact, run_flow, statuses
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
 
 
-def test_sft_then_rl_store_working_checkpoints_and_probe_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sft_then_rl_store_working_checkpoints_and_probe_them(smoke_run: SmokeRun) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    monkeypatch.setenv("BARD_CACHE_DIR", str(tmp_path / "cache"))
-    state, record, store = run_flow([f"store.root=file://{tmp_path}/store"])
+    state, record, store = smoke_run.state, smoke_run.record, smoke_run.store
     assert state.is_completed(), state.message
     assert statuses(record)["sft"] == statuses(record)["rl"] == "executed"
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from bard_core.config import HFEngineConfig
@@ -52,3 +53,14 @@ def test_stop_after_answer(toy_model_dir: Path) -> None:
         ids = torch.tensor([[0, 0, *text_ids[:step]]])
         states.append(bool(stopper(ids, None)[0]))
     assert not states[0] and states[-1] and states.index(True) < len(states) - 2  # stops right after the box
+
+
+def test_a_forced_prefix_is_continued_not_restarted(toy_model_dir: Path) -> None:
+    engine = HFEngine(HFEngineConfig(model="toy", stop_after_answer=False), str(toy_model_dir))
+    plain, forced = engine.generate(
+        [_req("plain", "What is 2 + 2?", temperature=0.0), replace(_req("forced", "What is 2 + 2?", temperature=0.0),
+                                                                   prefix="<think>\nfour\n</think>\n\n")]
+    )  # fmt: skip
+    prefix_tokens = len(engine.tokenizer.encode("<think>\nfour\n</think>\n\n", add_special_tokens=False))
+    assert forced.prompt_tokens == plain.prompt_tokens + prefix_tokens  # the prefix is prompt, not completion
+    assert forced.completions and forced.completions[0].completion_tokens >= 1

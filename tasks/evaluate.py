@@ -1,0 +1,249 @@
+"""Stage 8 `evaluate`: every checkpoint on every benchmark across a budget grid, k samples each, plus the
+truncation baseline; generations and metrics (with bootstrap CIs) stored; a report with plots.
+
+Each model is one actor pool over the configured engine (its weights loaded once per replica); its
+generations are a sharded table, so an interrupted evaluation resumes at the last finished shard.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from prefect import task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from bard_core import schemas
+from bard_core.budget import render_user
+from bard_core.config import (
+    BenchmarkConfig,
+    BundledBenchmark,
+    BundledSourceConfig,
+    EvaluateConfig,
+    FileBenchmark,
+    FileSourceConfig,
+    IngestedBenchmark,
+)
+from bard_core.evaluation import MODE_BUDGET, summarize
+from bard_core.grading import GraderKind
+from bard_core.plots import evaluation_plots
+from bard_core.problems import ProblemCollector
+from bard_core.prompting import load_prompt
+from bard_core.report import render_html, render_markdown
+from infra.jobs import EngineWorker, EvalJobSpec
+from infra.sources import source_content_hash, source_grader, source_rows
+from infra.store import ArtifactRef
+from infra.writer import ArtifactWriter
+from tasks.engine_stage import EngineSetup, run_engine_stage
+from tasks.models import ModelLocation
+from tasks.stage import StageContext, StageResult, StageSpec, execute, logger
+
+VERSION = 1
+MODE_TRUNCATION_REQUEST = "truncation"  # one request per problem; cut at every budget by the job
+METRICS = pa.schema(
+    [
+        ("model", pa.string()),
+        ("benchmark", pa.string()),
+        ("mode", pa.string()),
+        ("budget_tokens", pa.int32()),
+        *((name, pa.int64()) for name in ("problems", "generations", "errors", "unparsed")),
+        *(
+            (name, pa.float64())
+            for name in (
+                "accuracy", "accuracy_ci_low", "accuracy_ci_high", "mean_reasoning_tokens", "median_reasoning_tokens",
+                "mean_relative_deviation", "within_tolerance", "over_budget", "unclosed", "tokens_saved",
+            )
+        ),
+    ]
+)  # fmt: skip
+
+
+def _as_source(bench: BundledBenchmark | FileBenchmark) -> BundledSourceConfig | FileSourceConfig:
+    if isinstance(bench, BundledBenchmark):
+        return BundledSourceConfig(name=bench.name, split="test", limit=bench.limit, grader=bench.grader)
+    fields = {k: getattr(bench, k) for k in ("path", "id_field", "problem_field", "answer_field", "grader", "limit")}
+    return FileSourceConfig(split="test", **fields)
+
+
+def load_benchmark(
+    ctx: StageContext, bench: BenchmarkConfig, problems: ArtifactRef
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(accepted problems, rejected rows with reasons) of one benchmark."""
+    if isinstance(bench, IngestedBenchmark):
+        table = ctx.store.read_table(problems, "problems")
+        table = table.filter(pc.equal(table.column("split"), bench.split)).sort_by("problem_id")
+        if table.num_rows == 0:
+            raise ValueError(
+                f"evaluate: benchmark {bench.name!r} has no ingested problems in split {bench.split!r}; "
+                "add an ingest source with that split (e.g. {kind: toy, split: test}) or choose another benchmark"
+            )
+        rows = table.to_pylist()
+        return (rows[: bench.limit] if bench.limit else rows), []
+    source = _as_source(bench)
+    collector = ProblemCollector()
+    collector.add(source_rows(source), "test", source_grader(source), bench.limit)
+    return collector.accepted, collector.rejected
+
+
+def _requests(
+    cfg: EvaluateConfig, ctx: StageContext, name: str, problems: list[dict[str, Any]], budgets: tuple[int, ...]
+) -> dict[str, list[dict[str, Any]]]:
+    """Request rows per model label: one per (problem, budget) with the budget in the prompt, and one per
+    problem for the truncation baseline."""
+    import json
+
+    budgeted, plain = load_prompt(ctx.cfg.budget.user_template), load_prompt(ctx.cfg.budget.agnostic_template)
+    out: dict[str, list[dict[str, Any]]] = {}
+    for p in problems:
+        meta = json.loads(p["meta"])
+        common = {"benchmark": name, "problem_id": p["problem_id"], "answer": p["answer"], "meta": p["meta"]}
+        common["grader"] = meta.get("grader", GraderKind.MATH.value)
+        for label in cfg.models:
+            for budget in budgets:
+                prompt = [{"role": "user", "content": render_user(budgeted, p["problem"], budget)}]
+                out.setdefault(label, []).append({**common, "model": label, "mode": MODE_BUDGET,
+                                                  "budget_tokens": budget, "prompt": prompt})  # fmt: skip
+        if cfg.truncation is not None:
+            shown = cfg.truncation.prompt_budget_tokens
+            text = render_user(budgeted, p["problem"], shown) if shown else plain.render(problem=p["problem"]).strip()
+            out.setdefault(cfg.truncation.model, []).append(
+                {**common, "model": cfg.truncation.model, "mode": MODE_TRUNCATION_REQUEST,
+                 "budget_tokens": shown or 0, "prompt": [{"role": "user", "content": text}]}
+            )  # fmt: skip
+    return out
+
+
+def _benchmark_identity(bench: BenchmarkConfig) -> str | None:
+    if isinstance(bench, IngestedBenchmark):
+        return None  # the ingest artifact's fingerprint is an input already
+    return source_content_hash(_as_source(bench))
+
+
+@task(name="evaluate", cache_policy=NO_CACHE)
+def evaluate(
+    ctx: StageContext, problems: ArtifactRef, tokenizer: ArtifactRef, checkpoints: Mapping[str, ModelLocation]
+) -> ArtifactRef:
+    cfg = ctx.cfg.evaluate
+    budgets = cfg.budgets_tokens or ctx.cfg.budget.tiers_tokens
+    labels = list(dict.fromkeys([*cfg.models, *([cfg.truncation.model] if cfg.truncation else [])]))
+    config = {
+        **cfg.model_dump(mode="json", exclude={"resources", "shard_rows", "enabled"}),
+        "budgets_tokens": list(budgets),
+        "budget": ctx.cfg.budget.model_dump(mode="json"),
+        "models": {label: checkpoints[label].identity for label in labels},
+        "benchmark_files": [_benchmark_identity(b) for b in cfg.benchmarks],
+    }
+    prompts = (ctx.cfg.budget.user_template, ctx.cfg.budget.agnostic_template)
+    spec = StageSpec("evaluate", VERSION, config, prompts, {"problems": problems, "tokenizer": tokenizer})
+
+    def build(writer: ArtifactWriter) -> StageResult:
+        log = logger()
+        by_label: dict[str, list[dict[str, Any]]] = {}
+        rejected: list[dict[str, Any]] = []
+        counts: dict[str, int] = {}
+        for bench in cfg.benchmarks:
+            accepted, bad = load_benchmark(ctx, bench, problems)
+            rejected += [{**r, "source": f"{bench.name}:{r['source']}"} for r in bad]
+            counts[bench.name] = len(accepted)
+            if bad:
+                log.warning("evaluate: %s: %d rows skipped (%s)", bench.name, len(bad), _reasons(bad))
+            for label, rows in _requests(cfg, ctx, bench.name, accepted, budgets).items():
+                by_label.setdefault(label, []).extend(rows)
+        writer.write_table("rejections", pa.Table.from_pylist(rejected, schema=schemas.REJECTIONS))
+        usage: dict[str, Any] = {}
+        for label in labels:
+            table = pa.Table.from_pylist(by_label.get(label, []), schema=schemas.EVAL_REQUESTS)
+            usage[label], backend = _generate(ctx, writer, cfg, label, checkpoints[label], tokenizer, table, budgets)
+            log.info("evaluate: %s done on %s (%d requests)", label, backend, table.num_rows)
+        generations = pa.concat_tables(
+            writer.read_table(f"generations_{label}", schemas.GENERATIONS) for label in labels
+        )
+        metrics = summarize(
+            generations.to_pylist(), ctx.cfg.budget.spec(), cfg.bootstrap_samples, cfg.confidence, cfg.seed
+        )
+        writer.write_table("metrics", pa.Table.from_pylist(metrics, schema=METRICS))
+        facts = {"benchmarks": counts, "budgets": list(budgets), "samples per problem": cfg.samples_per_problem,
+                 "models": {label: checkpoints[label].identity for label in labels},
+                 "rejected benchmark rows": len(rejected), "confidence": cfg.confidence}  # fmt: skip
+        report_uri = _write_report(writer, metrics, facts, ctx)
+        _publish(metrics, report_uri, ctx.cfg.name)
+        return StageResult(
+            stats={"benchmarks": counts, "rejected": len(rejected), "report": report_uri, "metrics": metrics},
+            usage={f"{label}_{k}": v for label, u in usage.items() for k, v in u.items() if isinstance(v, int | float)},
+        )
+
+    return execute(ctx, spec, build)
+
+
+def _generate(
+    ctx: StageContext,
+    writer: ArtifactWriter,
+    cfg: EvaluateConfig,
+    label: str,
+    model: ModelLocation,
+    tokenizer: ArtifactRef,
+    table: pa.Table,
+    budgets: tuple[int, ...],
+) -> tuple[dict[str, float], str]:
+    engine = cfg.engine.model_copy(update={"model": label})
+    setup = EngineSetup(engine, cfg.resources, tokenizer, model)
+    trunc = cfg.truncation
+
+    def make_job(worker: EngineWorker) -> EvalJobSpec:
+        return EvalJobSpec(
+            worker, label, ctx.cfg.budget.spec(), tuple(budgets), cfg.samples_per_problem, cfg.temperature,
+            cfg.top_p, cfg.seed, cfg.max_new_tokens_factor, cfg.answer_tokens,
+            trunc.max_new_tokens if trunc else 0, trunc.answer_tokens if trunc else 0,
+        )  # fmt: skip
+
+    return run_engine_stage(
+        ctx, writer, f"generations_{label}", table, cfg.shard_rows, setup, make_job, schemas.GENERATIONS
+    )
+
+
+def _reasons(rows: list[dict[str, Any]]) -> str:
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["reason"]] = counts.get(row["reason"], 0) + 1
+    return ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
+
+
+def _write_report(
+    writer: ArtifactWriter, metrics: list[dict[str, Any]], facts: dict[str, Any], ctx: StageContext
+) -> str:
+    title = f"BARD evaluation: {ctx.cfg.name} ({writer.ref.key})"
+    with tempfile.TemporaryDirectory() as tmp:
+        plots = evaluation_plots(metrics, ctx.cfg.budget.spec(), Path(tmp))
+        for name, path in plots.items():
+            writer.write_bytes(f"plots/{name}.png", path.read_bytes())
+        page = render_html(title, metrics, facts, plots)
+    writer.write_bytes("report.html", page.encode("utf-8"))
+    writer.write_bytes("report.md", render_markdown(title, metrics, facts).encode("utf-8"))
+    entry = writer.files["report.html"]
+    return ctx.store.uri(writer.ref, entry.path)
+
+
+def _publish(metrics: list[dict[str, Any]], report_uri: str, run_name: str) -> None:
+    from prefect.context import FlowRunContext, TaskRunContext
+
+    if not (FlowRunContext.get() or TaskRunContext.get()):
+        return
+    shown = [m for m in metrics if m["mode"] != "unconstrained"]
+    table = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in m.items() if k in _TABLE_KEYS} for m in shown]
+    create_table_artifact(key="evaluate-metrics", table=table, description=f"{run_name}: metrics per budget")
+    create_markdown_artifact(
+        key="evaluate-report",
+        markdown=f"### Evaluation report\n\n[{report_uri}]({report_uri})\n\nOpen it with `bard report RUN_ID --open`.",
+        description="evaluation report (HTML, self-contained)",
+    )
+
+
+_TABLE_KEYS = (
+    "model", "benchmark", "mode", "budget_tokens", "accuracy", "accuracy_ci_low", "accuracy_ci_high",
+    "mean_reasoning_tokens", "mean_relative_deviation", "within_tolerance", "over_budget", "unparsed",
+)  # fmt: skip

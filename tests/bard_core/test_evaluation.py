@@ -1,0 +1,94 @@
+"""Evaluation maths: scoring, truncation, bootstrap intervals and metric aggregation."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from bard_core.budget import BudgetSpec
+from bard_core.evaluation import (
+    MODE_BUDGET,
+    MODE_TRUNCATED,
+    MODE_UNCONSTRAINED,
+    bootstrap_mean_ci,
+    recompute_accuracy,
+    score_generation,
+    summarize,
+    truncation_prefix,
+)
+
+SPEC = BudgetSpec((16, 32, 64, 128), "target", 0.25)
+
+
+def test_scoring_tells_wrong_unclosed_and_unparsed_apart() -> None:
+    ok = score_generation("<think>\n2+2=4\n</think>\n\nThe answer is \\boxed{4}.", "4", "math", {})
+    assert ok.correct and ok.closed and not ok.unparsed and ok.pred_answer == "4"
+    wrong = score_generation("<think>\nhm\n</think>\n\n\\boxed{5}", "4", "math", {})
+    assert not wrong.correct and wrong.closed and not wrong.unparsed
+    unclosed = score_generation("<think>\n2+2 is ... \\boxed{4}", "4", "math", {})
+    assert not unclosed.correct and not unclosed.closed
+    unparsed = score_generation("<think>\nhm\n</think>\n\nfour, I think", "4", "math", {})
+    assert not unparsed.correct and unparsed.closed and unparsed.unparsed
+    choice = score_generation("<think>\nB fits\n</think>\n\nThe answer is (B).", "B", "choice", {})
+    assert choice.correct
+
+
+def test_truncation_prefix_cuts_at_the_budget_and_forces_the_answer() -> None:
+    words = [f"w{i}" for i in range(10)]
+    prefix = truncation_prefix(list(range(10)), 4, lambda ids: " ".join(words[i] for i in ids))
+    assert prefix == "<think>\nw0 w1 w2 w3\n</think>\n\n"
+
+
+def test_bootstrap_matches_the_normal_approximation_for_a_known_proportion() -> None:
+    # 400 problems, 200 right: the 95% interval of a proportion of 0.5 is 0.5 +- 1.96 * sqrt(0.25 / 400).
+    groups = [[1.0]] * 200 + [[0.0]] * 200
+    mean, low, high = bootstrap_mean_ci(groups, samples=4000, seed=1)
+    half = 1.96 * math.sqrt(0.25 / 400)
+    assert mean == 0.5
+    assert low == pytest.approx(0.5 - half, abs=0.01) and high == pytest.approx(0.5 + half, abs=0.01)
+    assert bootstrap_mean_ci([[1.0, 0.0]]) == (0.5, 0.5, 0.5)  # one problem: no spread to resample
+    assert all(math.isnan(v) for v in bootstrap_mean_ci([]))
+
+
+def test_intervals_shrink_as_k_grows() -> None:
+    rng = random.Random(0)
+    difficulty = [rng.random() for _ in range(100)]  # each problem's true pass rate
+
+    def width(k: int) -> float:
+        groups = [[1.0 if rng.random() < p else 0.0 for _ in range(k)] for p in difficulty]
+        _, low, high = bootstrap_mean_ci(groups, samples=2000, seed=2)
+        return high - low
+
+    widths = [width(k) for k in (1, 4, 32)]
+    assert widths[0] > widths[1] > widths[2]
+
+
+def _row(model: str, mode: str, budget: int, pid: str, correct: bool, tokens: int, **extra: object) -> dict:
+    row = {"model": model, "benchmark": "b", "mode": mode, "budget_tokens": budget, "problem_id": pid,
+           "correct": correct, "reasoning_tokens": tokens, "closed": True, "unparsed": False,
+           "error": None}  # fmt: skip
+    return {**row, **extra}
+
+
+def test_summary_per_series_and_budget() -> None:
+    rows = [
+        _row("sft", MODE_BUDGET, 32, "p1", True, 32),
+        _row("sft", MODE_BUDGET, 32, "p1", False, 40),  # p1: 1 of 2 right
+        _row("sft", MODE_BUDGET, 32, "p2", True, 24),
+        _row("sft", MODE_BUDGET, 32, "p2", True, 100, unparsed=False),  # p2: 2 of 2 right
+        _row("sft", MODE_BUDGET, 32, "p3", False, 0, error="prompt too long"),  # counted, not scored
+        _row("sft", MODE_UNCONSTRAINED, 0, "p1", True, 80),
+        _row("sft", MODE_UNCONSTRAINED, 0, "p2", True, 120),
+        _row("sft", MODE_TRUNCATED, 32, "p1", False, 32, unparsed=True),
+    ]
+    metrics = {(m["mode"], m["budget_tokens"]): m for m in summarize(rows, SPEC, bootstrap_samples=200)}
+    budget = metrics[(MODE_BUDGET, 32)]
+    assert budget["accuracy"] == pytest.approx(0.75) and budget["problems"] == 2 and budget["errors"] == 1
+    assert budget["mean_reasoning_tokens"] == pytest.approx(49.0)
+    assert budget["within_tolerance"] == pytest.approx(0.75)  # 32, 40 and 24 are inside [24, 40]
+    assert budget["over_budget"] == pytest.approx(0.25)  # only 100 exceeds 40
+    assert budget["tokens_saved"] == pytest.approx(1 - 49.0 / 100.0)  # unconstrained mean: 100 tokens
+    assert metrics[(MODE_TRUNCATED, 32)]["unparsed"] == 1
+    assert recompute_accuracy(rows)[("sft", "b", MODE_BUDGET, 32)] == budget["accuracy"]
