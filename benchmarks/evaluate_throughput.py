@@ -1,0 +1,137 @@
+"""Evaluation wall time: N toy problems x 4 budgets x k samples with the tiny student, through the
+`evaluate` stage (Prefect + Ray Data actor pool), and the same requests on the engine called directly in
+this process, for the ratio. Target (issue #5): 200 problems x 4 budgets x k=2 in <= 3 minutes on 2 cores.
+
+It evaluates a checkpoint of an earlier toy run (default: the SFT student of the newest run in the
+recipe's store, i.e. what `bard run configs/toy.yaml` produced). `--model base` takes the random-init
+student instead, the worst case: it never closes its think block, so every generation runs to its limit.
+
+    .venv/bin/python benchmarks/evaluate_throughput.py [--problems 200] [--k 2] [--model sft] [--run RUN_ID]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from infra.env import apply_defaults  # noqa: E402
+
+apply_defaults()
+
+
+def _latest_run(store: Any, stage: str) -> str:
+    runs = [r for r in store.list_runs() if stage in r.get("stages", {}) and r.get("status") == "completed"]
+    if not runs:
+        raise SystemExit(
+            f"no completed run with a {stage} stage in {store.root}: run `bard run configs/toy.yaml` first"
+        )
+    return str(max(runs, key=lambda r: r.get("started_at", ""))["run_id"])
+
+
+def run_stage(recipe: str, overrides: list[str], run_id: str | None, label: str) -> dict[str, Any]:
+    from bard_core.recipes import load_config
+    from flows.distill import distill
+    from infra.store import ArtifactRef, ArtifactStore
+
+    cfg = load_config(recipe, overrides)
+    store = ArtifactStore(cfg.store.root, cfg.store.endpoint_url)
+    if run_id is None:
+        run_id = _latest_run(store, "rl" if label == "rl" else "sft")
+    t0 = time.perf_counter()
+    state = distill(recipe=recipe, overrides=overrides, stages=["evaluate"], from_run=run_id, return_state=True)
+    flow_wall = time.perf_counter() - t0
+    record = store.read_run(str(state.state_details.flow_run_id))
+    if record["status"] != "completed":
+        raise SystemExit(f"the evaluation run failed: {state.message}")
+    ref = ArtifactRef.parse(record["stages"]["evaluate"]["artifact"])
+    return {"store": store, "cfg": cfg, "record": record, "ref": ref, "manifest": store.manifest(ref),
+            "flow_wall": flow_wall, "from_run": run_id}  # fmt: skip
+
+
+def run_direct(stage: dict[str, Any], label: str) -> tuple[float, int, int]:
+    """The same budgeted requests on one HFEngine in this process: (seconds, generations, completion tokens)."""
+    import torch
+
+    from bard_core.budget import render_user
+    from bard_core.engine import GenerationRequest, SamplingParams
+    from bard_core.prompting import load_prompt
+    from infra.engines.hf import HFEngine
+    from infra.local_cache import resolve_location
+    from infra.models import MODEL_PREFIX
+    from infra.store import ArtifactRef
+    from tasks.training import checkpoint_location
+
+    cfg, store, record = stage["cfg"], stage["store"], stage["record"]
+    ev = cfg.evaluate
+    key = record["stages"]["model:toy-student" if label == "base" else label]["artifact"]
+    location = checkpoint_location(ArtifactRef.parse(key)).location if label != "base" else f"store:{key}"
+    model_dir = resolve_location(location, cfg.store.root, cfg.store.endpoint_url, MODEL_PREFIX)
+    problems = store.read_table(ArtifactRef.parse(record["stages"]["ingest"]["artifact"]), "problems").to_pylist()
+    problems = sorted((p for p in problems if p["split"] == "test"), key=lambda p: p["problem_id"])
+    problems = problems[: ev.benchmarks[0].limit]
+    template = load_prompt(cfg.budget.user_template)
+    requests = []
+    for p in problems:
+        for budget in ev.budgets_tokens or cfg.budget.tiers_tokens:
+            max_new = math.ceil(budget * ev.max_new_tokens_factor) + ev.answer_tokens
+            params = SamplingParams(ev.samples_per_problem, ev.temperature, ev.top_p, max_new, ev.seed)
+            messages = [{"role": "user", "content": render_user(template, p["problem"], budget)}]
+            requests.append(GenerationRequest(f"{p['problem_id']}|{budget}", messages, params))  # type: ignore[arg-type]
+    torch.set_num_threads(os.cpu_count() or 2)
+    engine = HFEngine(ev.engine.model_copy(update={"model": label}), str(model_dir))
+    t0 = time.perf_counter()
+    results = engine.generate(requests)
+    seconds = time.perf_counter() - t0
+    return seconds, sum(len(r.completions) for r in results), sum(r.completion_tokens for r in results)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--problems", type=int, default=200)
+    parser.add_argument("--k", type=int, default=2)
+    parser.add_argument("--recipe", default=str(REPO / "configs/toy.yaml"))
+    parser.add_argument("--model", default="sft", choices=["base", "sft", "rl"], help="which checkpoint")
+    parser.add_argument("--run", default=None, help="run whose checkpoints are evaluated (default: newest)")
+    parser.add_argument("--store", default=None, help="store root (default: the recipe's)")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bard-bench-") as tmp:
+        os.environ["PREFECT_HOME"] = f"{tmp}/prefect"
+        overrides = [
+            f"evaluate.models=[{args.model}]",
+            "evaluate.truncation=null",
+            f"evaluate.samples_per_problem={args.k}",
+            f"evaluate.benchmarks=[{{kind: ingested, split: test, name: toy-heldout, limit: {args.problems}}}]",
+            f"evaluate.seed={int(time.time())}",  # a fresh fingerprint: the stage really runs
+            *([f"store.root={args.store}"] if args.store else []),
+        ]
+        stage = run_stage(args.recipe, overrides, args.run, args.model)
+        direct_s, direct_gens, direct_tokens = run_direct(stage, args.model)
+    manifest = stage["manifest"]
+    wall, usage = manifest.timings["wall_s"], manifest.usage
+    tokens = usage[f"{args.model}_completion_tokens"]
+    pool = usage[f"{args.model}_pool_wall_s"]
+    generations = sum(manifest.rows[k] for k in manifest.rows if k.startswith("generations_"))
+    budgets = len(stage["cfg"].evaluate.budgets_tokens or stage["cfg"].budget.tiers_tokens)
+    print(f"\nevaluate: {args.problems} problems x {budgets} budgets x k={args.k}, model {args.model} of run "
+          f"{stage['from_run']}, {os.cpu_count()} CPUs")  # fmt: skip
+    print(f"  stage wall time      : {wall:6.1f} s  (target <= 180 s; whole flow incl. Prefect/Ray start "
+          f"{stage['flow_wall']:.1f} s)")  # fmt: skip
+    print(f"  through the stage    : {generations} generations, {tokens:.0f} tokens in {pool:.1f} s pool "
+          f"= {tokens / pool:.1f} tok/s")  # fmt: skip
+    print(f"  engine directly      : {direct_gens} generations, {direct_tokens} tokens in {direct_s:.1f} s "
+          f"= {direct_tokens / direct_s:.1f} tok/s")  # fmt: skip
+    print(f"  ratio stage/direct   : {(tokens / pool) / (direct_tokens / direct_s):.2f} (tok/s, pool)   "
+          f"{direct_s / wall:.2f} (direct time / stage wall)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
