@@ -16,6 +16,8 @@ from infra.env import apply_defaults
 
 apply_defaults()  # before anything imports Prefect or Ray
 
+from flows.stack_cli import register as register_stack_commands  # noqa: E402
+
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Budget-aware reasoning distillation pipeline.")
 config_app = typer.Typer(no_args_is_help=True, help="Inspect resolved configs.")
 artifacts_app = typer.Typer(no_args_is_help=True, help="List, show, verify, export and remove artifacts.")
@@ -277,6 +279,8 @@ def data_ls() -> None:
         table.add_row(d.name, d.kind, d.grader.value, d.path.name)
     console.print(table)
 
+
+register_stack_commands(app)
 
 if __name__ == "__main__":
     app()

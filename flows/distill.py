@@ -56,9 +56,9 @@ def distill(
 ) -> dict[str, str]:
     """Run the distillation stages of RECIPE (a YAML file) with key=value OVERRIDES.
 
-    `stages` limits which stages may execute (the others must already exist); `from_run` takes the
-    artifacts of stages not selected from an earlier run; `until` stops after that stage (e.g. "materialize"
-    for the data stages only).
+    `stages` limits which stages may execute (the others must already exist) and, unless `until` says
+    otherwise, the run stops after the last of them; `from_run` takes the artifacts of stages not selected
+    from an earlier run; `until` stops after that stage (materialize, sft, rl or evaluate).
     """
     cfg = load_config(recipe, overrides or [])
     ctx = open_context(cfg, recipe, overrides or [], stages, from_run, until, run_id=flow_run.id)

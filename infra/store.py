@@ -238,6 +238,24 @@ class ArtifactStore:
         payload = {"name": name, "run_id": run_id, "at": stamp}
         self.put_atomic(f"{self._base}/refs/{name}/{stamp}-{run_id}.json", json.dumps(payload).encode())
 
+    # ------------------------------------------------------------------ small documents (watcher state, teachers)
+
+    def put_document(self, relpath: str, value: Any) -> str:
+        """A JSON document at ``<root>/<relpath>`` (written atomically); returns its URI."""
+        self.put_atomic(f"{self._base}/{relpath}", json.dumps(value, indent=2, sort_keys=True).encode())
+        return f"{self.root}/{relpath}"
+
+    def get_document(self, relpath: str, default: Any = None) -> Any:
+        try:
+            return json.loads(self.cat(f"{self._base}/{relpath}"))
+        except FileNotFoundError:
+            return default
+
+    def list_documents(self, prefix: str) -> dict[str, bytes]:
+        """Relative path -> bytes of every ``*.json`` under ``<root>/<prefix>/``."""
+        found = sorted(self.fs.glob(f"{self._base}/{prefix.strip('/')}/*.json"))
+        return {p[len(self._base) + 1 :]: self.cat(p) for p in found}
+
     def ref_history(self, name: str) -> list[dict[str, Any]]:
         paths = sorted(self.fs.glob(f"{self._base}/refs/{name}/*.json"))
         return [json.loads(self.cat(p)) for p in paths]

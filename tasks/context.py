@@ -10,6 +10,8 @@ from infra.ray_runtime import RaySession
 from infra.store import ArtifactStore, utc_now
 from tasks.stage import STAGES, RunRecord, StageContext
 
+UNTIL_STAGES = ("materialize", "sft", "rl", "evaluate")
+
 
 def open_context(
     cfg: RunConfig,
@@ -23,6 +25,14 @@ def open_context(
     unknown = sorted({*(stages or ()), *([until] if until else [])} - set(STAGES))
     if unknown:
         raise ValueError(f"unknown stage(s) {unknown}; stages are: {', '.join(STAGES)}")
+    if stages and until is None:
+        # Selecting stages means "run these": stop after the last one (the data stages run as a block).
+        until = STAGES[max(STAGES.index(s) for s in [*stages, "materialize"])]
+    if until is not None and until not in UNTIL_STAGES:
+        raise ValueError(
+            f"until={until!r}: the flow can stop after {', '.join(UNTIL_STAGES)}; the data stages run together "
+            "(to run fewer of them, select them with `stages`)"
+        )
     store = ArtifactStore(cfg.store.root, cfg.store.endpoint_url)
     reuse: dict[str, str] = {}
     if from_run:

@@ -14,6 +14,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from prefect.artifacts import create_markdown_artifact
@@ -31,6 +32,7 @@ from infra.writer import ArtifactWriter
 from tasks.reporting import stage_markdown
 
 STAGES = ("tokenizer", "model", "ingest", "sample", "compress", "materialize", "sft", "rl", "evaluate")
+FAIL_FILE_ENV = "BARD_FAIL_STAGE_FILE"
 FAIL_ENV = "BARD_FAIL_STAGE"  # test-only fault injection: "compress" or "compress:after_shards=1"
 
 
@@ -169,11 +171,22 @@ def _finish(ctx: StageContext, stage: str, ref: ArtifactRef, status: str, manife
 
 
 def maybe_fail(stage: str, shards_done: int | None) -> None:
-    """Test-only switch: ``BARD_FAIL_STAGE=compress`` fails before any work, ``...:after_shards=N`` after N."""
-    value = os.environ.get(FAIL_ENV, "")
+    """Test-only switches: ``BARD_FAIL_STAGE=compress`` fails before any work, ``...:after_shards=N`` after N.
+    ``BARD_FAIL_STAGE_FILE=PATH``: the spec read from a file instead, as ``STAGE[:after_shards=N] [TIMES]``;
+    it fires TIMES times (default 1), then deletes itself, so a long-running serve process can be armed for
+    one run (TIMES covering the task's own retries) and a later retry succeeds."""
+    value, armed = os.environ.get(FAIL_ENV, ""), Path(os.environ.get(FAIL_FILE_ENV) or "/nonexistent")
+    times = None
+    if armed.is_file():
+        value, _, count = armed.read_text(encoding="utf-8").strip().partition(" ")
+        times = int(count or 1)
     name, _, option = value.partition(":")
     if name != stage:
         return
     after = int(option.split("=", 1)[1]) if option.startswith("after_shards=") else None
     if (after is None and shards_done is None) or (after is not None and shards_done == after):
+        if times is not None and times > 1:
+            armed.write_text(f"{value} {times - 1}", encoding="utf-8")
+        elif times is not None:
+            armed.unlink()
         raise InjectedFailureError(f"{FAIL_ENV}={value}: injected failure in stage {stage!r}")

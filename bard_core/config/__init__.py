@@ -54,6 +54,13 @@ from bard_core.config.training import (
     SFTStageConfig,
     TrainResourcesConfig,
 )
+from bard_core.config.watch import (
+    HFTeacherSource,
+    OpenAITeacherSource,
+    StoreTeacherSource,
+    TeacherSource,
+    WatchConfig,
+)
 
 __all__ = [
     "BUILT_MODEL_KINDS",
@@ -69,6 +76,7 @@ __all__ = [
     "GGUFPackageModelSpec",
     "HFEngineConfig",
     "HFSourceConfig",
+    "HFTeacherSource",
     "HFTokenizerConfig",
     "HubModelSpec",
     "IngestConfig",
@@ -77,6 +85,7 @@ __all__ = [
     "MaterializeConfig",
     "ModelSpec",
     "OpenAIEngineConfig",
+    "OpenAITeacherSource",
     "OracleEngineConfig",
     "PathModelSpec",
     "PriceConfig",
@@ -91,7 +100,9 @@ __all__ = [
     "Section",
     "SourceConfig",
     "StoreConfig",
+    "StoreTeacherSource",
     "StudentConfig",
+    "TeacherSource",
     "ToyFamilyConfig",
     "ToyRandomModelSpec",
     "ToySourceConfig",
@@ -99,4 +110,5 @@ __all__ = [
     "TrainResourcesConfig",
     "TruncationConfig",
     "VLLMEngineConfig",
+    "WatchConfig",
 ]

@@ -18,6 +18,7 @@ from bard_core.config.stages import (
     StudentConfig,
 )
 from bard_core.config.training import RLStageConfig, SFTStageConfig
+from bard_core.config.watch import WatchConfig
 
 
 class RunConfig(Section):
@@ -47,6 +48,8 @@ class RunConfig(Section):
     """Stage 6: GRPO with reward = correctness x budget fidelity, from the SFT checkpoint."""
     evaluate: EvaluateConfig = EvaluateConfig()
     """Stage 7: every checkpoint on benchmarks across a budget grid, baselines, report."""
+    watch: WatchConfig = WatchConfig()
+    """The teacher watcher: sources of new teachers, and the deployment it starts for each."""
 
     @model_validator(mode="after")
     def _rl_budgets_are_tiers(self) -> RunConfig:

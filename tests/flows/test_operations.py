@@ -1,0 +1,247 @@
+"""Operations against a real stack started with `bard up --s3` (a Prefect server with its UI, the serve
+process of our deployments, an S3 server): trigger from the API as the UI does, retry a failed run,
+rerun one stage, the teacher watcher, bad parameters, and `bard down` leaving nothing behind."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from infra.stack import Stack, alive, descendants
+from infra.store import ArtifactStore
+from tests.conftest import CONFIGS, free_port
+
+pytestmark = pytest.mark.slow
+SMOKE = str(CONFIGS / "smoke.yaml")
+
+
+@dataclass
+class LocalStack:
+    api: str
+    ui: str
+    s3: str
+    state_dir: Path
+    fail_file: Path
+    pids: list[int]
+
+    def store_overrides(self, prefix: str) -> list[str]:
+        return [f"store.root=s3://bard/{prefix}", f"store.endpoint_url={self.s3}"]
+
+    def store(self, prefix: str) -> ArtifactStore:
+        return ArtifactStore(f"s3://bard/{prefix}", self.s3)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    from flows.cli import app
+
+    root = tmp_path_factory.mktemp("stack")
+    port, s3_port = free_port(), free_port()
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("BARD_FAIL_STAGE_FILE", str(root / "fail-once"))  # armed per test by writing the file
+        env.setenv("PREFECT_RUNNER_POLL_FREQUENCY", "2")
+        env.setenv("BARD_CACHE_DIR", str(root / "cache"))
+        env.setenv("AWS_ACCESS_KEY_ID", "local")
+        env.setenv("AWS_SECRET_ACCESS_KEY", "local-secret")
+        env.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        args = ["up", "--state-dir", str(root / "state"), "--port", str(port), "--s3", "--s3-port", str(s3_port),
+                "--recipe", SMOKE, "--watch-cron", ""]  # fmt: skip
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 0, result.output
+        pids = [c.pid for c in Stack(root / "state").components().values()]
+        yield LocalStack(
+            f"http://127.0.0.1:{port}/api", f"http://127.0.0.1:{port}", f"http://127.0.0.1:{s3_port}",
+            root / "state", root / "fail-once", pids,
+        )  # fmt: skip
+        Stack(root / "state").stop()  # no-op when the last test already stopped it
+
+
+def _client(api: str) -> Any:
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    class _Ctx:
+        async def __aenter__(self) -> Any:
+            self.settings = temporary_settings({PREFECT_API_URL: api})
+            self.settings.__enter__()
+            self.client = get_client()
+            return await self.client.__aenter__()
+
+        async def __aexit__(self, *exc: object) -> None:
+            await self.client.__aexit__(*exc)
+            self.settings.__exit__(*exc)
+
+    return _Ctx()
+
+
+async def _trigger(api: str, deployment: str, parameters: dict[str, Any]) -> Any:
+    async with _client(api) as client:
+        found = await client.read_deployment_by_name(deployment)
+        return await client.create_flow_run_from_deployment(found.id, parameters=parameters)
+
+
+async def _wait(api: str, run_id: Any, timeout_s: float = 300) -> Any:
+    async with _client(api) as client:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            run = await client.read_flow_run(run_id)
+            if run.state is not None and run.state.is_final():
+                return run
+            await asyncio.sleep(1)
+    raise AssertionError(f"flow run {run_id} did not finish within {timeout_s} s")
+
+
+async def _logs(api: str, run_id: Any) -> str:
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    async with _client(api) as client:
+        logs = await client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
+    return "\n".join(entry.message for entry in logs)
+
+
+def _run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_a_deployment_triggered_through_the_api_completes_and_the_ui_shows_it(
+    stack: LocalStack, tmp_path: Path
+) -> None:
+    params = {"recipe": SMOKE, "overrides": stack.store_overrides("ui"), "until": "materialize"}
+    run = _run(_wait(stack.api, _run(_trigger(stack.api, "bard-distill/distill", params)).id))
+    assert run.state.is_completed(), run.state.message
+    assert run.name == "smoke-toy-oracle"  # named after recipe and teacher
+    record = stack.store("ui").read_run(str(run.id))
+    assert {k: v["status"] for k, v in record["stages"].items()} == {
+        "tokenizer": "executed", "model:toy-student": "executed", "ingest": "executed", "sample": "executed",
+        "compress": "executed", "materialize": "executed",
+    }  # fmt: skip
+
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        if os.environ.get("BARD_REQUIRE_CHROMIUM") == "1":
+            pytest.fail("chromium is required (BARD_REQUIRE_CHROMIUM=1)")
+        pytest.skip("chromium is not installed")
+    url = f"{stack.ui}/runs/flow-run/{run.id}"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--disable-component-update", "--disable-sync", "--no-first-run",
+             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=15000"]  # fmt: skip
+    dom = subprocess.run([chromium, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
+    assert "Completed" in dom and run.name in dom
+    shot = tmp_path / "flow-run.png"
+    subprocess.run([chromium, *flags, f"--screenshot={shot}", "--window-size=1400,900", url], timeout=120, check=True)
+    artifacts = Path(os.environ.get("BARD_TEST_ARTIFACTS", tmp_path))
+    artifacts.mkdir(parents=True, exist_ok=True)
+    shutil.copy(shot, artifacts / "prefect-ui-flow-run-completed.png")
+    assert shot.stat().st_size > 20_000  # a rendered page, not a blank one
+
+
+def test_a_run_failed_in_compress_then_retried_skips_the_completed_stages(stack: LocalStack) -> None:
+    from prefect.states import Scheduled
+
+    stack.fail_file.write_text("compress 2")  # the serve process fails compress twice: the try and its retry
+    params = {"recipe": SMOKE, "overrides": stack.store_overrides("retry"), "until": "materialize"}
+    run = _run(_wait(stack.api, _run(_trigger(stack.api, "bard-distill/distill", params)).id))
+    assert run.state.is_failed() and not stack.fail_file.exists()
+    first = stack.store("retry").read_run(str(run.id))
+    assert first["stages"]["sample"]["status"] == "executed" and "compress" not in first["stages"]
+
+    async def retry() -> None:  # what the UI's Retry button does
+        async with _client(stack.api) as client:
+            await client.set_flow_run_state(run.id, Scheduled(name="AwaitingRetry"), force=True)
+
+    _run(retry())
+    again = _run(_wait(stack.api, run.id))
+    assert again.state.is_completed(), again.state.message
+    record = stack.store("retry").read_run(str(run.id))
+    statuses = {k: v["status"] for k, v in record["stages"].items()}
+    assert statuses["ingest"] == statuses["sample"] == "skipped"  # committed by the first attempt
+    assert statuses["compress"] == statuses["materialize"] == "executed"
+
+
+def test_the_single_stage_deployment_reruns_only_that_stage(stack: LocalStack) -> None:
+    base = {"recipe": SMOKE, "overrides": stack.store_overrides("stage"), "until": "materialize"}
+    first = _run(_wait(stack.api, _run(_trigger(stack.api, "bard-distill/distill", base)).id))
+    assert first.state.is_completed()
+    params = {"stage": "materialize", "from_run": str(first.id), "recipe": SMOKE,
+              "overrides": [*stack.store_overrides("stage"), "materialize.val_fraction=0.3"]}  # fmt: skip
+    rerun = _run(_wait(stack.api, _run(_trigger(stack.api, "bard-stage/stage", params)).id))
+    assert rerun.state.is_completed(), rerun.state.message
+    store = stack.store("stage")
+    records = [r for r in store.list_runs() if r["run_id"] != str(first.id)]
+    assert len(records) == 1
+    statuses = {k: v["status"] for k, v in records[0]["stages"].items()}
+    assert statuses.pop("materialize") == "executed"
+    assert set(statuses.values()) == {"reused"}  # inputs taken from the first run, nothing else ran
+
+
+def test_the_watcher_starts_one_run_per_new_teacher_and_skips_unreachable_sources(stack: LocalStack) -> None:
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
+
+    from infra.teachers import register_teacher
+
+    name = f"toy-oracle-{uuid.uuid4().hex[:6]}"
+    dead = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+    sources = f"[{{kind: store}}, {{kind: openai, base_url: '{dead}', initial: trigger, timeout_s: 2}}]"
+    overrides = [*stack.store_overrides("watch"), "watch.until=materialize", f"watch.sources={sources}"]
+    params = {"recipe": SMOKE, "overrides": overrides}
+    register_teacher(stack.store("watch"), name, "toy-oracle-v2", revision="2")
+
+    def watch() -> Any:
+        run = _run(_wait(stack.api, _run(_trigger(stack.api, "bard-teacher-watcher/watcher", params)).id))
+        assert run.state.is_completed(), run.state.message
+        return run
+
+    first = watch()
+    logs = _run(_logs(stack.api, first.id))
+    assert f"openai:{dead}" in logs and "could not be checked" in logs  # a warning, not a failure
+    watch()  # the same teacher again: nothing new
+
+    async def triggered() -> list[Any]:
+        async with _client(stack.api) as client:
+            tags = FlowRunFilterTags(all_=[f"teacher:{name}"])
+            return list(await client.read_flow_runs(flow_run_filter=FlowRunFilter(tags=tags)))
+
+    runs = _run(triggered())
+    assert len(runs) == 1
+    assert "sample.engine.model=toy-oracle-v2" in runs[0].parameters["overrides"]
+    assert _run(_wait(stack.api, runs[0].id)).state.is_completed()
+
+
+def test_a_bad_parameter_fails_before_any_stage_with_the_validation_message(stack: LocalStack) -> None:
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    params = {"recipe": SMOKE, "overrides": [*stack.store_overrides("bad"), "sample.n_samples=0"]}
+    run = _run(_wait(stack.api, _run(_trigger(stack.api, "bard-distill/distill", params)).id))
+    assert run.state.is_failed()
+    logs = _run(_logs(stack.api, run.id))
+    assert "sample.n_samples" in logs and "greater than or equal to 1" in logs
+
+    async def task_runs() -> list[Any]:
+        async with _client(stack.api) as client:
+            ids = FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))
+            return list(await client.read_task_runs(flow_run_filter=ids))
+
+    assert _run(task_runs()) == []  # no stage started
+
+
+def test_bard_status_then_down_leaves_no_process_of_ours(stack: LocalStack) -> None:
+    from flows.cli import app
+
+    runner = CliRunner()
+    status = runner.invoke(app, ["status", "--state-dir", str(stack.state_dir)])
+    assert status.exit_code == 0 and status.output.count("running") == 3, status.output
+    tree = [p for pid in stack.pids for p in (pid, *descendants(pid))]
+    assert runner.invoke(app, ["down", "--state-dir", str(stack.state_dir)]).exit_code == 0
+    assert [p for p in tree if alive(p)] == []
+    assert "no stack recorded" in runner.invoke(app, ["status", "--state-dir", str(stack.state_dir)]).output
