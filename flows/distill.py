@@ -24,15 +24,17 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from bard_core.recipes import load_config
+from infra.store import ArtifactRef
 from tasks.compress import compress
 from tasks.context import close_context, open_context
 from tasks.evaluate import evaluate
 from tasks.ingest import ingest
 from tasks.materialize import materialize
-from tasks.models import engine_models, prepare_models
+from tasks.models import ModelLocation, engine_models, prepare_models
 from tasks.sample import sample
+from tasks.stage import StageContext
 from tasks.tokenizer import build_tokenizer
-from tasks.training import checkpoint_location, extra_checkpoints, rl, sft
+from tasks.training import rl, sft, student_checkpoints
 
 
 def _run_name() -> str:
@@ -44,6 +46,20 @@ def _run_name() -> str:
     except Exception:  # an invalid config fails inside the flow, where its message is logged
         teacher = "invalid-config"
     return f"{name}-{teacher}"
+
+
+def _train_and_evaluate(
+    ctx: StageContext, dataset: ArtifactRef, problems: ArtifactRef, tokenizer: ArtifactRef, student: ModelLocation
+) -> None:
+    """Stages 6-8, as far as `until` lets the run go."""
+    if not ctx.continues_after("materialize"):
+        return
+    sft_ref = sft(ctx, dataset, student)
+    if not ctx.continues_after("sft"):
+        return
+    rl_ref = rl(ctx, dataset, sft_ref)
+    if ctx.continues_after("rl") and ctx.cfg.evaluate.enabled:
+        evaluate(ctx, problems, tokenizer, student_checkpoints(ctx.cfg, student, sft_ref, rl_ref))
 
 
 @flow(name="bard-distill", flow_run_name=_run_name, log_prints=True)
@@ -70,14 +86,7 @@ def distill(
         traces = sample(ctx, problems, tokenizer, models)
         tiers = compress(ctx, traces, problems, tokenizer, models)
         dataset = materialize(ctx, tiers, traces, problems)
-        if ctx.continues_after("materialize"):
-            checkpoint = sft(ctx, dataset, models[cfg.student.model])
-            if ctx.continues_after("sft"):
-                final = rl(ctx, dataset, checkpoint)
-                if ctx.continues_after("rl") and cfg.evaluate.enabled:
-                    trained = {"base": models[cfg.student.model], "sft": checkpoint_location(checkpoint),
-                               "rl": checkpoint_location(final)}  # fmt: skip
-                    evaluate(ctx, problems, tokenizer, {**trained, **extra_checkpoints(cfg)})
+        _train_and_evaluate(ctx, dataset, problems, tokenizer, models[cfg.student.model])
         ok = True
     finally:
         close_context(ctx, ok)

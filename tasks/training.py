@@ -64,9 +64,13 @@ def checkpoint_location(ref: ArtifactRef) -> ModelLocation:
     return ModelLocation(STORE_SCHEME + ref.key, None, ref.key)
 
 
-def extra_checkpoints(cfg: RunConfig) -> dict[str, ModelLocation]:
-    """`evaluate.checkpoints` (label -> stored training artifact, e.g. a budget-agnostic run's sft) as locations."""
-    return {label: checkpoint_location(ArtifactRef.parse(key)) for label, key in cfg.evaluate.checkpoints.items()}
+def student_checkpoints(
+    cfg: RunConfig, base: ModelLocation, sft_ref: ArtifactRef, rl_ref: ArtifactRef
+) -> dict[str, ModelLocation]:
+    """What `evaluate` can load, by label: the student before training, after SFT and after RL, and the
+    stored checkpoints of `evaluate.checkpoints` (e.g. a budget-agnostic run's sft)."""
+    extra = {label: checkpoint_location(ArtifactRef.parse(key)) for label, key in cfg.evaluate.checkpoints.items()}
+    return {"base": base, "sft": checkpoint_location(sft_ref), "rl": checkpoint_location(rl_ref), **extra}
 
 
 def _read(ctx: StageContext, dataset: ArtifactRef, table: str, schema: pa.Schema, stage: str) -> list[dict[str, Any]]:

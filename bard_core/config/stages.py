@@ -159,7 +159,34 @@ class IngestConfig(Section):
     def _non_empty(cls, value: tuple[SourceConfig, ...]) -> tuple[SourceConfig, ...]:
         if not value:
             raise ValueError("needs at least one source (e.g. {kind: toy} or {kind: bundled, name: gsm8k_train})")
+        _check_toy_seeds([(i, s) for i, s in enumerate(value) if isinstance(s, ToySourceConfig)])
         return value
+
+
+def _toy_seed_ranges(source: ToySourceConfig) -> dict[str, tuple[int, int]]:
+    # Mirrors bard_core.toy.world.toy_rows: family k of a source draws reasoning-gym items with seeds
+    # seed*1009 + k + i, for i below its share of `size`.
+    total = sum(f.weight for f in source.families)
+    ranges = {}
+    for k, fam in enumerate(source.families):
+        start = source.seed * 1009 + k
+        ranges[fam.family.value] = (start, start + max(1, round(source.size * fam.weight / total)))
+    return ranges
+
+
+def _check_toy_seeds(sources: list[tuple[int, ToySourceConfig]]) -> None:
+    """Two toy sources whose seed ranges overlap draw the same problems (then rejected as duplicates: a
+    'held-out' test source would be almost empty)."""
+    for a, (i, first) in enumerate(sources):
+        for j, second in sources[a + 1 :]:
+            for family, (lo1, hi1) in _toy_seed_ranges(first).items():
+                lo2, hi2 = _toy_seed_ranges(second).get(family, (0, 0))
+                if lo1 < hi2 and lo2 < hi1:
+                    raise ValueError(
+                        f"toy sources {i} and {j} draw the same {family} problems (reasoning-gym seeds problem n "
+                        f"with seed + n, and their ranges overlap); give source {j} a seed far from source {i}'s, "
+                        f"e.g. seed: {first.seed + -(-first.size // 1009) + 1}"
+                    )
 
 
 class SampleConfig(Section):

