@@ -76,7 +76,8 @@ def run_direct(stage: dict[str, Any], label: str) -> tuple[float, int, int]:
     location = checkpoint_location(ArtifactRef.parse(key)).location if label != "base" else f"store:{key}"
     model_dir = resolve_location(location, cfg.store.root, cfg.store.endpoint_url, MODEL_PREFIX)
     problems = store.read_table(ArtifactRef.parse(record["stages"]["ingest"]["artifact"]), "problems").to_pylist()
-    problems = sorted((p for p in problems if p["split"] == "test"), key=lambda p: p["problem_id"])
+    split = ev.benchmarks[0].split  # type: ignore[union-attr]
+    problems = sorted((p for p in problems if p["split"] == split), key=lambda p: p["problem_id"])
     problems = problems[: ev.benchmarks[0].limit]
     template = load_prompt(cfg.budget.user_template)
     requests = []
@@ -102,6 +103,11 @@ def main() -> None:
     parser.add_argument("--model", default="sft", choices=["base", "sft", "rl"], help="which checkpoint")
     parser.add_argument("--run", default=None, help="run whose checkpoints are evaluated (default: newest)")
     parser.add_argument("--store", default=None, help="store root (default: the recipe's)")
+    parser.add_argument(
+        "--split",
+        default="train",
+        help="ingested split to draw problems from (timing only; the toy test split is small)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bard-bench-") as tmp:
         os.environ["PREFECT_HOME"] = f"{tmp}/prefect"
@@ -109,7 +115,8 @@ def main() -> None:
             f"evaluate.models=[{args.model}]",
             "evaluate.truncation=null",
             f"evaluate.samples_per_problem={args.k}",
-            f"evaluate.benchmarks=[{{kind: ingested, split: test, name: toy-heldout, limit: {args.problems}}}]",
+            f"evaluate.benchmarks=[{{kind: ingested, split: {args.split}, name: toy-{args.split}, "
+            f"limit: {args.problems}}}]",
             f"evaluate.seed={int(time.time())}",  # a fresh fingerprint: the stage really runs
             *([f"store.root={args.store}"] if args.store else []),
         ]

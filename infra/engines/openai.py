@@ -165,8 +165,8 @@ class OpenAIEngine:
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
         # Chat completions cannot continue an assistant turn portably: refuse those requests, serve the rest.
         served = [r for r in requests if not r.prefix]
-        done = {r.request_id: r for r in asyncio.run(self._run(served))} if served else {}
-        return [done.get(r.request_id) or refuse_prefix(r, self.backend) for r in requests]
+        done = iter(asyncio.run(self._run(served)) if served else [])  # in order: ids need not be unique
+        return [refuse_prefix(r, self.backend) if r.prefix else next(done) for r in requests]
 
     def close(self) -> None:
         return None
