@@ -109,6 +109,19 @@ def load_config(recipe: str | Path | None, overrides: Sequence[str] = ()) -> Run
     return validate_config(data, origin=str(recipe) if recipe is not None else "<defaults>")
 
 
+def resolve_config(
+    recipe: str | Path | None, overrides: Sequence[str] = (), config: RunConfig | Mapping[str, Any] | None = None
+) -> RunConfig:
+    """The run's config: a whole ``config`` when one is given (e.g. edited in the Prefect UI, which renders
+    `RunConfig` as a form), else the recipe; ``overrides`` apply on top of either."""
+    if config is None:
+        return load_config(recipe, overrides)
+    data = config.model_dump(mode="json") if isinstance(config, RunConfig) else dict(config)
+    for override in overrides:
+        apply_override(data, override)
+    return validate_config(data, origin="the config parameter")
+
+
 def validate_config(data: Mapping[str, Any], origin: str) -> RunConfig:
     try:
         return RunConfig.model_validate(data)

@@ -23,7 +23,8 @@ from typing import Any
 from prefect import flow
 from prefect.runtime import flow_run
 
-from bard_core.recipes import load_config
+from bard_core.config import RunConfig
+from bard_core.recipes import resolve_config
 from infra.store import ArtifactRef
 from tasks.compress import compress
 from tasks.context import close_context, open_context
@@ -40,12 +41,11 @@ from tasks.training import rl, sft, student_checkpoints
 def _run_name() -> str:
     params: dict[str, Any] = flow_run.parameters or {}
     recipe = params.get("recipe")
-    name = Path(recipe).stem if recipe else "defaults"
     try:
-        teacher = load_config(recipe, params.get("overrides") or []).sample.engine.model
+        cfg = resolve_config(recipe, params.get("overrides") or [], params.get("config"))
     except Exception:  # an invalid config fails inside the flow, where its message is logged
-        teacher = "invalid-config"
-    return f"{name}-{teacher}"
+        return f"{Path(recipe).stem if recipe else 'defaults'}-invalid-config"
+    return f"{cfg.name}-{cfg.sample.engine.model}"
 
 
 def _train_and_evaluate(
@@ -69,14 +69,16 @@ def distill(
     stages: list[str] | None = None,
     from_run: str | None = None,
     until: str | None = None,
+    config: RunConfig | None = None,
 ) -> dict[str, str]:
     """Run the distillation stages of RECIPE (a YAML file) with key=value OVERRIDES.
 
     `stages` limits which stages may execute (the others must already exist) and, unless `until` says
     otherwise, the run stops after the last of them; `from_run` takes the artifacts of stages not selected
-    from an earlier run; `until` stops after that stage (materialize, sft, rl or evaluate).
+    from an earlier run; `until` stops after that stage (materialize, sft, rl or evaluate). A whole
+    `config` (the UI renders it as a form) replaces the recipe; `overrides` still apply on top.
     """
-    cfg = load_config(recipe, overrides or [])
+    cfg = resolve_config(recipe, overrides or [], config)
     ctx = open_context(cfg, recipe, overrides or [], stages, from_run, until, run_id=flow_run.id)
     ok = False
     try:

@@ -156,10 +156,12 @@ def evaluate(
                 by_label.setdefault(label, []).extend(rows)
         writer.write_table("rejections", pa.Table.from_pylist(rejected, schema=schemas.REJECTIONS))
         usage: dict[str, Any] = {}
+        backends: set[str] = set()
         for label in labels:
             table = pa.Table.from_pylist(by_label.get(label, []), schema=schemas.EVAL_REQUESTS)
             usage[label], backend = _generate(ctx, writer, cfg, label, checkpoints[label], tokenizer, table, budgets)
             log.info("evaluate: %s done on %s (%d requests)", label, backend, table.num_rows)
+            backends.add(backend)
         generations = pa.concat_tables(
             writer.read_table(f"generations_{label}", schemas.GENERATIONS) for label in labels
         )
@@ -173,7 +175,13 @@ def evaluate(
         report_uri = _write_report(writer, metrics, facts, ctx)
         _publish(metrics, report_uri, ctx.cfg.name)
         return StageResult(
-            stats={"benchmarks": counts, "rejected": len(rejected), "report": report_uri, "metrics": metrics},
+            stats={
+                "benchmarks": counts,
+                "rejected": len(rejected),
+                "report": report_uri,
+                "metrics": metrics,
+                "engine_backend": "; ".join(sorted(backends)),
+            },
             usage={f"{label}_{k}": v for label, u in usage.items() for k, v in u.items() if isinstance(v, int | float)},
         )
 

@@ -177,7 +177,13 @@ def sft(ctx: StageContext, dataset: ArtifactRef, student: ModelLocation) -> Arti
         model_dir, tokenizer = _local_model(ctx, student)
         with tempfile.TemporaryDirectory() as tmp:
             trl_args(section, tmp, use_cpu=not section.resources.use_gpu)  # a bad `trl` fails here, not in a worker
-        records = [r for t in ("sft_train", "sft_validation") for r in _read(ctx, dataset, t, schemas.SFT, "sft")]
+        train = _read(ctx, dataset, "sft_train", schemas.SFT, "sft")
+        records = train + _read(ctx, dataset, "sft_validation", schemas.SFT, "sft")
+        if not train:
+            raise ValueError(
+                f"sft: dataset {dataset.key} has no training records: no problem got a correct gold trace or a "
+                "valid compression (see the sample and compress stages' stats); use a stronger teacher or more problems"
+            )
         _kept, dropped = split_overlength(
             records, record_lengths(records, tokenizer, ("prompt", "completion")), section.max_length_tokens
         )

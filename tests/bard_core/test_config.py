@@ -95,3 +95,15 @@ def test_toy_sources_drawing_the_same_problems_are_refused() -> None:
         load_config(None, [f"ingest.sources=[{train}, {{kind: toy, split: test, size: 300, seed: 1}}]"])
     cfg = load_config(None, [f"ingest.sources=[{train}, {{kind: toy, split: test, size: 300, seed: 5}}]"])
     assert len(cfg.ingest.sources) == 2
+
+
+@pytest.mark.parametrize("recipe", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
+def test_a_whole_config_round_trips_as_a_parameter(recipe: Path) -> None:
+    # The Prefect UI edits `RunConfig` as JSON: what it sends back must validate to the same config.
+    from bard_core.recipes import resolve_config
+
+    cfg = load_config(recipe)
+    assert resolve_config(None, [], cfg.model_dump(mode="json")) == cfg
+    assert resolve_config("ignored.yaml", ["sample.n_samples=3"], cfg).sample.n_samples == 3
+    with pytest.raises(ConfigError, match="the config parameter: 1 config error"):
+        resolve_config(None, ["sample.n_samples=0"], cfg)

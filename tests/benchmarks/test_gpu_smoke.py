@@ -16,6 +16,6 @@ def test_gpu_smoke_runs_in_cpu_mode(vllm_python: object) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
     assert "gpu_smoke (cpu): run" in out and "completed" in out
-    assert "vllm" in out.split("sample", 1)[1].splitlines()[0]  # the sampler really was vLLM
+    assert "vllm" in out.split("  evaluate", 1)[1].splitlines()[0]  # the evaluation engine really was vLLM
     for stage in ("sample", "sft", "rl", "evaluate"):
         assert f"  {stage}" in out

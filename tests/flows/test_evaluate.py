@@ -68,6 +68,12 @@ def test_the_report_renders_in_headless_chromium(smoke_run: SmokeRun, tmp_path: 
     )
     assert result.exit_code == 0, result.output
     assert "| toy-heldout | truncated(sft) | 16 |" in result.output  # the baseline is in the report
+    key = artifact(smoke_run.record, "evaluate").key
+    compare = CliRunner().invoke(
+        app, ["report", run_id, "--compare", key, "--store", f"file://{smoke_run.root}/store", "--out", str(tmp_path)]
+    )
+    assert compare.exit_code == 0 and "Evaluation comparison" in compare.output, compare.output
+    assert "| toy-heldout | rl | 64 |" in compare.output and "+0.0 pt" in compare.output  # itself: no change
     html = next(tmp_path.glob("report-*.html"))
     shot = tmp_path / "report.png"
     flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -117,6 +117,13 @@ def _run(coro: Any) -> Any:
 def test_a_deployment_triggered_through_the_api_completes_and_the_ui_shows_it(
     stack: LocalStack, tmp_path: Path
 ) -> None:
+    async def schema() -> dict[str, Any]:
+        async with _client(stack.api) as client:
+            return (await client.read_deployment_by_name("bard-distill/distill")).parameter_openapi_schema
+
+    form = _run(schema())  # what the UI renders as the run form: recipe, overrides, ... and RunConfig itself
+    assert {"recipe", "overrides", "stages", "from_run", "until", "config"} <= set(form["properties"])
+    assert "EvaluateConfig" in form["definitions"] and "SampleConfig" in form["definitions"]
     params = {"recipe": SMOKE, "overrides": stack.store_overrides("ui"), "until": "materialize"}
     run = _run(_wait(stack.api, _run(_trigger(stack.api, "bard-distill/distill", params)).id))
     assert run.state.is_completed(), run.state.message
