@@ -42,7 +42,7 @@ def engine_models(cfg: RunConfig) -> list[str]:
 
 @task(name="model", cache_policy=NO_CACHE)
 def prepare_models(ctx: StageContext, tokenizer: ArtifactRef, names: Iterable[str]) -> dict[str, ModelLocation]:
-    return {name: _prepare(ctx, tokenizer, name) for name in names}
+    return {name: _prepare(ctx, tokenizer, name) for name in dict.fromkeys(names)}  # each model once
 
 
 def _prepare(ctx: StageContext, tokenizer: ArtifactRef, name: str) -> ModelLocation:
