@@ -102,12 +102,17 @@ async def _wait(api: str, run_id: Any, timeout_s: float = 300) -> Any:
     raise AssertionError(f"flow run {run_id} did not finish within {timeout_s} s")
 
 
-async def _logs(api: str, run_id: Any) -> str:
+async def _logs(api: str, run_id: Any, expect: str, timeout_s: float = 60) -> str:
+    """The run's logs once they contain ``expect`` (the runner ships logs a little after the state changes)."""
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
+    deadline, text = time.monotonic() + timeout_s, ""
     async with _client(api) as client:
-        logs = await client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
-    return "\n".join(entry.message for entry in logs)
+        while time.monotonic() < deadline and expect not in text:
+            logs = await client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
+            text = "\n".join(entry.message for entry in logs)
+            await asyncio.sleep(1)
+    return text
 
 
 def _run(coro: Any) -> Any:
@@ -210,7 +215,7 @@ def test_the_watcher_starts_one_run_per_new_teacher_and_skips_unreachable_source
         return run
 
     first = watch()
-    logs = _run(_logs(stack.api, first.id))
+    logs = _run(_logs(stack.api, first.id, "could not be checked"))
     assert f"openai:{dead}" in logs and "could not be checked" in logs  # a warning, not a failure
     watch()  # the same teacher again: nothing new
 
@@ -231,7 +236,7 @@ def test_a_bad_parameter_fails_before_any_stage_with_the_validation_message(stac
     params = {"recipe": SMOKE, "overrides": [*stack.store_overrides("bad"), "sample.n_samples=0"]}
     run = _run(_wait(stack.api, _run(_trigger(stack.api, "bard-distill/distill", params)).id))
     assert run.state.is_failed()
-    logs = _run(_logs(stack.api, run.id))
+    logs = _run(_logs(stack.api, run.id, "sample.n_samples"))
     assert "sample.n_samples" in logs and "greater than or equal to 1" in logs
 
     async def task_runs() -> list[Any]:
