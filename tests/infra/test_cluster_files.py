@@ -11,8 +11,8 @@ import yaml
 
 from tests.conftest import REPO
 
-ARGS = ["--image", "registry.example.internal/bard-gpu-worker:0.1.0",
-        "--flow-runner-image", "registry.example.internal/bard-flow-runner:0.1.0",
+ARGS = ["--image", "$REGISTRY/bard-gpu-worker:0.1.0",
+        "--flow-runner-image", "$REGISTRY/bard-flow-runner:0.1.0",
         "--gpu-type", "NVIDIA-H100-80GB-HBM3", "--gpus-per-worker", "8", "--max-gpu-workers", "4",
         "--s3-endpoint", "https://s3.example.internal"]  # fmt: skip
 
