@@ -1,10 +1,11 @@
 """Problem sources -> rows of the ``problems`` artifact, with every rejected row counted and explained.
 
 Two kinds of bad input are told apart:
-- a *malformed file* (not UTF-8, not JSON, a required field absent, empty) raises ``ProblemFileError``
-  naming the file and line: the user must fix the file or the field mapping;
-- a *bad row* in a well-formed file (empty problem, no answer, duplicate) is rejected and recorded with a
-  reason, and ingestion goes on.
+- a *malformed file* (not UTF-8, empty, a required field absent from every row, or more than
+  ``max_bad_row_share`` of its rows bad) raises ``ProblemFileError`` naming the file and the fix: the user
+  must fix the file or the field mapping;
+- a *bad row* in a well-formed file (a line that is not JSON, a row lacking a required field, an empty or
+  over-long problem, no answer, a duplicate) is rejected and recorded with a reason, and ingestion goes on.
 """
 
 from __future__ import annotations
@@ -78,6 +79,23 @@ def bundled(name: str) -> BundledDataset:
 
 # --------------------------------------------------------------------------- readers
 
+DEFAULT_MAX_BAD_ROW_SHARE = 0.1
+
+
+@dataclass(frozen=True)
+class BadRow:
+    """A line a reader could not turn into a row (not a JSON object, a required field missing): it is
+    rejected and recorded like any bad row, unless so many are bad that the file itself is wrong."""
+
+    source: str
+    row: int  # 1-based line number
+    reason: str  # "invalid_json" or "missing_field"
+    detail: str
+    problem_id: str | None = None
+
+
+SourceRow = RawRow | BadRow
+
 
 def _open_lines(path: Path) -> Iterator[bytes]:
     opener = gzip.open if path.suffix == ".gz" else open
@@ -85,10 +103,9 @@ def _open_lines(path: Path) -> Iterator[bytes]:
         yield from handle
 
 
-def read_jsonl(path: Path, fields: FieldMap, source: str) -> Iterator[RawRow]:
-    if not path.is_file():
-        raise ProblemFileError(f"{path}: file not found")
-    seen_rows = 0
+def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) of the non-blank lines; bytes that are not UTF-8 fail the whole file, because
+    re-encoding is the fix and every line after the first bad one is suspect."""
     for lineno, raw in enumerate(_open_lines(path), start=1):
         try:
             line = raw.decode("utf-8")
@@ -96,21 +113,71 @@ def read_jsonl(path: Path, fields: FieldMap, source: str) -> Iterator[RawRow]:
             raise ProblemFileError(
                 f"{path}:{lineno}: not valid UTF-8 (byte {exc.start} of the line); re-encode the file as UTF-8"
             ) from None
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ProblemFileError(f"{path}:{lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
-        if not isinstance(obj, dict):
-            raise ProblemFileError(f"{path}:{lineno}: expected a JSON object per line, got {type(obj).__name__}")
-        seen_rows += 1
-        yield _raw_from_mapping(obj, fields, source, lineno, path)
-    if seen_rows == 0:
+        # Windows tools write a byte-order mark (concatenated files: one per part) and CRLF endings;
+        # json.loads takes the trailing \r as whitespace but rejects the mark.
+        line = line.removeprefix("\ufeff")
+        if line.strip():
+            yield lineno, line
+
+
+def _decode_object(text: str) -> dict[str, Any] | str:
+    """The line's JSON object, or why it is not one."""
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return f"invalid JSON ({exc.msg} at column {exc.colno})"
+    if not isinstance(obj, dict):
+        return f"expected a JSON object per line, got {type(obj).__name__}"
+    return obj
+
+
+def read_jsonl(
+    path: Path, fields: FieldMap, source: str, max_bad_row_share: float = DEFAULT_MAX_BAD_ROW_SHARE
+) -> list[SourceRow]:
+    if not path.is_file():
+        raise ProblemFileError(f"{path}: file not found")
+    lines = [(lineno, _decode_object(text)) for lineno, text in _text_lines(path)]
+    if not lines:
         raise ProblemFileError(f"{path}: file is empty (no JSON rows); point the source at a file with problems")
+    _check_field_mapping(path, fields, [obj for _, obj in lines if isinstance(obj, dict)])
+    rows = [
+        _row_from_mapping(obj, fields, source, lineno)
+        if isinstance(obj, dict)
+        else BadRow(source, lineno, "invalid_json", obj)
+        for lineno, obj in lines
+    ]
+    _check_bad_share(path, rows, max_bad_row_share)
+    return rows
 
 
-def read_parquet(path: Path, fields: FieldMap, source: str) -> Iterator[RawRow]:
+def _check_field_mapping(path: Path, fields: FieldMap, objects: list[dict[str, Any]]) -> None:
+    """A required field that no row has is a wrong field mapping, not a few bad rows."""
+    if not objects:
+        return  # no row parsed at all: the bad-row share reports it, with the first line's error
+    absent = [f for f in fields.required() if not any(f in obj for obj in objects)]
+    if absent:
+        present = sorted({key for obj in objects for key in obj})
+        raise ProblemFileError(
+            f"{path}: field(s) {absent} absent from every row (present: {present}); set "
+            "id_field/problem_field/answer_field in the source config to the fields that hold them "
+            "(id_field: null makes ids from line numbers)"
+        )
+
+
+def _check_bad_share(path: Path, rows: list[SourceRow], max_share: float) -> None:
+    """Past a few bad rows the file is probably not what the user thinks it is: fail rather than ingest
+    a fraction of it silently."""
+    bad = [row for row in rows if isinstance(row, BadRow)]
+    if bad and len(bad) / len(rows) > max_share:
+        first = bad[0]
+        raise ProblemFileError(
+            f"{path}: {len(bad)} of {len(rows)} rows are bad ({len(bad) / len(rows):.0%}, over "
+            f"max_bad_row_share={max_share}); first at line {first.row}: {first.detail}. Fix the file, or raise "
+            "max_bad_row_share on the file source to load the good rows and record the bad ones as rejections"
+        )
+
+
+def read_parquet(path: Path, fields: FieldMap, source: str) -> list[SourceRow]:
     import pyarrow.parquet as pq
 
     if not path.is_file():
@@ -124,27 +191,27 @@ def read_parquet(path: Path, fields: FieldMap, source: str) -> Iterator[RawRow]:
         )
     if table.num_rows == 0:
         raise ProblemFileError(f"{path}: file is empty (0 rows)")
-    for index, obj in enumerate(table.to_pylist(), start=1):
-        yield _raw_from_mapping(obj, fields, source, index, path)
+    return [_row_from_mapping(obj, fields, source, index) for index, obj in enumerate(table.to_pylist(), start=1)]
 
 
-def read_problem_file(path: Path, fields: FieldMap, source: str) -> Iterator[RawRow]:
+def read_problem_file(
+    path: Path, fields: FieldMap, source: str, max_bad_row_share: float = DEFAULT_MAX_BAD_ROW_SHARE
+) -> list[SourceRow]:
+    """Every row of the file, bad ones as ``BadRow``. The whole file is read first: whether a field is
+    absent from every row, or too many rows are bad, is only known at the end."""
     name = path.name.lower()
     if name.endswith((".jsonl", ".jsonl.gz", ".json.gz", ".ndjson")):
-        return read_jsonl(path, fields, source)
+        return read_jsonl(path, fields, source, max_bad_row_share)
     if name.endswith(".parquet"):
         return read_parquet(path, fields, source)
     raise ProblemFileError(f"{path}: unsupported file type; use .jsonl, .jsonl.gz or .parquet")
 
 
-def _raw_from_mapping(obj: dict[str, Any], fields: FieldMap, source: str, row: int, path: Path | str) -> RawRow:
+def _row_from_mapping(obj: dict[str, Any], fields: FieldMap, source: str, row: int) -> SourceRow:
+    problem_id = str(obj[fields.id_field]) if fields.id_field and obj.get(fields.id_field) is not None else None
     missing = [f for f in fields.required() if f not in obj]
     if missing:
-        raise ProblemFileError(
-            f"{path}:{row}: missing field(s) {missing} (present: {sorted(obj)}); add them, or set "
-            "id_field/problem_field/answer_field in the source config to the fields that hold them"
-        )
-    problem_id = str(obj[fields.id_field]) if fields.id_field and obj[fields.id_field] is not None else None
+        return BadRow(source, row, "missing_field", f"missing field(s) {missing} (present: {sorted(obj)})", problem_id)
     extras = {k: v for k, v in obj.items() if k not in fields.required() and _jsonable(v)}
     return RawRow(source, row, problem_id, obj[fields.problem_field], obj[fields.answer_field], extras)
 
@@ -167,54 +234,63 @@ def normalize_text(text: str) -> str:
 
 @dataclass
 class ProblemCollector:
-    """Accumulates accepted problems across sources; rejects empty, answerless and duplicate rows."""
+    """Accumulates accepted problems across sources; rejects unreadable, empty, over-long, answerless and
+    duplicate rows."""
 
+    max_problem_chars: int | None = None
+    """Problems longer than this (after stripping) are rejected as ``too_long``; None: no limit."""
     accepted: list[dict[str, Any]] = field(default_factory=list)
     rejected: list[dict[str, Any]] = field(default_factory=list)
     _texts: dict[str, str] = field(default_factory=dict)
     _ids: set[str] = field(default_factory=set)
 
-    def add(self, rows: Iterable[RawRow], split: str, grader: GraderKind, limit: int | None) -> int:
+    def add(self, rows: Iterable[SourceRow], split: str, grader: GraderKind, limit: int | None) -> int:
         """Validate rows of one source; returns how many were accepted."""
         kept = 0
         for raw in rows:
             if limit is not None and kept >= limit:
                 break
             problem_id = raw.problem_id or f"{raw.source.replace('/', '-')}-{raw.row:06d}"
+            if isinstance(raw, BadRow):
+                self._reject(raw, problem_id, raw.reason, raw.detail)
+                continue
             reason, detail = self._check(raw, problem_id)
             if reason:
-                self.rejected.append(
-                    {
-                        "source": raw.source,
-                        "row": raw.row,
-                        "problem_id": problem_id,
-                        "reason": reason,
-                        "detail": detail,
-                    }
-                )
+                self._reject(raw, problem_id, reason, detail)
                 continue
-            self._texts[normalize_text(str(raw.problem))] = problem_id
-            self._ids.add(problem_id)
-            meta = {"grader": grader.value, **raw.meta}
-            self.accepted.append(
-                {
-                    "problem_id": problem_id,
-                    "source": raw.source,
-                    "problem": str(raw.problem).strip(),
-                    "answer": str(raw.answer).strip(),
-                    "split": split,
-                    "meta": json.dumps(meta, sort_keys=True, ensure_ascii=False),
-                }
-            )
+            self._accept(raw, problem_id, split, grader)
             kept += 1
         return kept
 
+    def _reject(self, raw: SourceRow, problem_id: str, reason: str, detail: str | None) -> None:
+        self.rejected.append(
+            {"source": raw.source, "row": raw.row, "problem_id": problem_id, "reason": reason, "detail": detail}
+        )
+
+    def _accept(self, raw: RawRow, problem_id: str, split: str, grader: GraderKind) -> None:
+        self._texts[normalize_text(str(raw.problem))] = problem_id
+        self._ids.add(problem_id)
+        meta = {"grader": grader.value, **raw.meta}
+        self.accepted.append(
+            {
+                "problem_id": problem_id,
+                "source": raw.source,
+                "problem": str(raw.problem).strip(),
+                "answer": str(raw.answer).strip(),
+                "split": split,
+                "meta": json.dumps(meta, sort_keys=True, ensure_ascii=False),
+            }
+        )
+
     def _check(self, raw: RawRow, problem_id: str) -> tuple[str | None, str | None]:
-        if raw.problem is None or not str(raw.problem).strip():
+        text = "" if raw.problem is None else str(raw.problem).strip()
+        if not text:
             return "empty_problem", "the problem text is empty"
+        if self.max_problem_chars is not None and len(text) > self.max_problem_chars:
+            return "too_long", f"{len(text)} characters, over ingest.max_problem_chars={self.max_problem_chars}"
         if raw.answer is None or not str(raw.answer).strip():
             return "missing_answer", "no reference answer, so samples cannot be graded"
-        first = self._texts.get(normalize_text(str(raw.problem)))
+        first = self._texts.get(normalize_text(text))
         if first is not None:
             return "duplicate", f"same problem text as {first}"
         if problem_id in self._ids:

@@ -9,7 +9,7 @@ from typing import Any
 
 from bard_core.config import BundledSourceConfig, FileSourceConfig, HFSourceConfig, SourceConfig, ToySourceConfig
 from bard_core.grading import GraderKind
-from bard_core.problems import FieldMap, ProblemFileError, RawRow, bundled, read_problem_file
+from bard_core.problems import FieldMap, ProblemFileError, RawRow, SourceRow, bundled, read_problem_file
 from bard_core.toy.world import toy_rows
 
 
@@ -18,16 +18,16 @@ def _toy(cfg: Any) -> Iterable[RawRow]:
     return toy_rows(cfg.size, cfg.seed, [(f.family, f.weight, f.difficulty) for f in cfg.families])
 
 
-def _bundled(cfg: Any) -> Iterable[RawRow]:
+def _bundled(cfg: Any) -> Iterable[SourceRow]:
     assert isinstance(cfg, BundledSourceConfig)
     data = bundled(cfg.name)
     return read_problem_file(data.path, FieldMap(), f"bundled/{cfg.name}")
 
 
-def _file(cfg: Any) -> Iterable[RawRow]:
+def _file(cfg: Any) -> Iterable[SourceRow]:
     assert isinstance(cfg, FileSourceConfig)
     fields = FieldMap(cfg.id_field, cfg.problem_field, cfg.answer_field)
-    return read_problem_file(Path(cfg.path), fields, f"file/{Path(cfg.path).name}")
+    return read_problem_file(Path(cfg.path), fields, f"file/{Path(cfg.path).name}", cfg.max_bad_row_share)
 
 
 def _hf(cfg: Any) -> Iterable[RawRow]:
@@ -55,10 +55,10 @@ def _hf(cfg: Any) -> Iterable[RawRow]:
         yield RawRow(source, index, problem_id, row[cfg.problem_field], row[cfg.answer_field])
 
 
-SOURCES: dict[str, Callable[[Any], Iterable[RawRow]]] = {"toy": _toy, "bundled": _bundled, "file": _file, "hf": _hf}
+SOURCES: dict[str, Callable[[Any], Iterable[SourceRow]]] = {"toy": _toy, "bundled": _bundled, "file": _file, "hf": _hf}
 
 
-def source_rows(cfg: SourceConfig) -> Iterable[RawRow]:
+def source_rows(cfg: SourceConfig) -> Iterable[SourceRow]:
     return SOURCES[cfg.kind](cfg)
 
 

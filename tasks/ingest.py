@@ -25,7 +25,7 @@ def ingest(ctx: StageContext) -> ArtifactRef:
 
     def build(writer: ArtifactWriter) -> StageResult:
         log = logger()
-        collector = ProblemCollector()
+        collector = ProblemCollector(max_problem_chars=cfg.max_problem_chars)
         per_source = {}
         for source in cfg.sources:
             before = len(collector.rejected)

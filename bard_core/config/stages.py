@@ -122,6 +122,10 @@ class FileSourceConfig(_SourceBase):
     """Column holding the reference answer."""
     grader: GraderKind = GraderKind.MATH
     """How answers are graded."""
+    max_bad_row_share: float = Field(default=0.1, ge=0, le=1)
+    """Largest share of a JSONL file's non-blank lines that may be bad (not a JSON object, or lacking a
+    required field) and be rejected row by row (reasons invalid_json, missing_field); above it the whole
+    file fails, since it is probably not the file or field mapping the user meant."""
 
 
 class HFSourceConfig(_SourceBase):
@@ -153,6 +157,11 @@ SourceConfig = Annotated[
 class IngestConfig(Section):
     sources: tuple[SourceConfig, ...] = (ToySourceConfig(),)
     """Problem sources, read in order; the first occurrence of a duplicate problem wins."""
+    max_problem_chars: int | None = Field(default=16_000, ge=1)
+    """Reject a problem longer than this many characters (reason too_long); None: no limit. Characters,
+    not tokens: ingest runs without the student tokenizer, so its artifact does not change with it.
+    16,000 characters is roughly 4,000 tokens of English or LaTeX, over three times the longest bundled
+    problem; a prompt that passes here but not a model's context is still rejected per row by the engines."""
 
     @field_validator("sources")
     @classmethod

@@ -8,11 +8,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from bard_core import schemas
+from bard_core.config import IngestConfig
 from bard_core.grading import GraderKind
 from bard_core.problems import (
+    BadRow,
     FieldMap,
     ProblemCollector,
     ProblemFileError,
+    RawRow,
     bundled,
     bundled_datasets,
     read_problem_file,
@@ -24,12 +28,92 @@ def _jsonl(path: Path, rows: list[object]) -> Path:
     return path
 
 
-def test_missing_field_names_file_line_and_fix(tmp_path: Path) -> None:
-    path = _jsonl(tmp_path / "p.jsonl", [{"id": "a", "problem": "1+1", "answer": "2"}, {"id": "b", "problem": "2+2"}])
+def _good_rows(n: int) -> list[dict[str, str]]:
+    return [{"id": f"r{i}", "problem": f"What is {i}+1?", "answer": str(i + 1)} for i in range(n)]
+
+
+def test_bom_and_crlf_load_like_a_clean_file(tmp_path: Path) -> None:
+    clean = _jsonl(tmp_path / "clean.jsonl", _good_rows(3))
+    windows = tmp_path / "windows.jsonl"
+    windows.write_bytes(b"\xef\xbb\xbf" + clean.read_bytes().replace(b"\n", b"\r\n"))
+    expected = read_problem_file(clean, FieldMap(), "file")
+    assert read_problem_file(windows, FieldMap(), "file") == expected
+    assert [(r.row, r.problem_id) for r in expected] == [(1, "r0"), (2, "r1"), (3, "r2")]
+    with gzip.open(tmp_path / "windows.jsonl.gz", "wb") as handle:
+        handle.write(windows.read_bytes())
+    assert read_problem_file(tmp_path / "windows.jsonl.gz", FieldMap(), "file") == expected
+
+
+def test_bad_lines_are_rejected_with_reason_and_line(tmp_path: Path) -> None:
+    rows = _good_rows(18)
+    rows.insert(4, {"id": "no-answer", "problem": "What is 9+9?"})
+    path = tmp_path / "p.jsonl"
+    text = "".join(json.dumps(r) + "\n" for r in rows) + '{"id": "cut", "problem": "What is'
+    path.write_text(text, encoding="utf-8")
+    collector = ProblemCollector()
+    kept = collector.add(read_problem_file(path, FieldMap(), "file/p"), "train", GraderKind.MATH, None)
+    assert kept == 18 and len(collector.accepted) == 18
+    assert collector.reason_counts() == {"invalid_json": 1, "missing_field": 1}
+    by_reason = {r["reason"]: r for r in collector.rejected}
+    missing = by_reason["missing_field"]
+    assert (missing["row"], missing["problem_id"], missing["source"]) == (5, "no-answer", "file/p")
+    assert missing["detail"] == "missing field(s) ['answer'] (present: ['id', 'problem'])"
+    cut = by_reason["invalid_json"]
+    assert (cut["row"], cut["problem_id"]) == (20, "file-p-000020")
+    assert cut["detail"].startswith("invalid JSON (Unterminated string")
+    pa.Table.from_pylist(collector.rejected, schema=schemas.REJECTIONS)  # the artifact's contract holds
+
+
+def test_non_object_line_is_rejected_as_invalid_json(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in [*_good_rows(9), [1, 2]]))
+    rows = read_problem_file(path, FieldMap(), "file")
+    assert rows[-1] == BadRow("file", 10, "invalid_json", "expected a JSON object per line, got list")
+
+
+def test_field_absent_from_every_row_is_a_mapping_error(tmp_path: Path) -> None:
+    path = _jsonl(tmp_path / "p.jsonl", [{"id": str(i), "question": f"q{i}", "answer": "1"} for i in range(5)])
     with pytest.raises(ProblemFileError) as info:
-        list(read_problem_file(path, FieldMap(), "file"))
-    assert f"{path}:2: missing field(s) ['answer']" in str(info.value)
-    assert "answer_field" in str(info.value)
+        read_problem_file(path, FieldMap(), "file")
+    message = str(info.value)
+    assert message.startswith(
+        f"{path}: field(s) ['problem'] absent from every row (present: ['answer', 'id', 'question'])"
+    )
+    assert "set id_field/problem_field/answer_field" in message
+
+
+def test_too_many_bad_rows_fail_the_file_naming_share_and_key(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in _good_rows(8)) + "{not json}\n" + '{"id": "x"}\n')
+    with pytest.raises(ProblemFileError) as info:
+        read_problem_file(path, FieldMap(), "file")
+    message = str(info.value)
+    assert f"{path}: 2 of 10 rows are bad (20%, over max_bad_row_share=0.1)" in message
+    assert "first at line 9: invalid JSON (Expecting property name" in message
+    assert "raise max_bad_row_share on the file source" in message
+    rows = read_problem_file(path, FieldMap(), "file", max_bad_row_share=0.2)
+    assert [(r.row, r.reason) for r in rows if isinstance(r, BadRow)] == [(9, "invalid_json"), (10, "missing_field")]
+
+
+def test_every_line_invalid_fails_with_the_first_error(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    path.write_text("{not json}\n[1]\n")
+    with pytest.raises(ProblemFileError, match=r"p\.jsonl: 2 of 2 rows are bad \(100%.*first at line 1: invalid JSON"):
+        read_problem_file(path, FieldMap(), "file")
+
+
+def test_overlong_problem_is_rejected_too_long() -> None:
+    limit = IngestConfig().max_problem_chars
+    assert limit == 16_000
+    rows = [RawRow("s", 1, "long", "x" * (limit + 1), "1"), RawRow("s", 2, "fits", "y" * limit, "1")]
+    collector = ProblemCollector(max_problem_chars=limit)
+    assert collector.add(rows, "train", GraderKind.MATH, None) == 1
+    assert [p["problem_id"] for p in collector.accepted] == ["fits"]
+    assert collector.rejected == [
+        {"source": "s", "row": 1, "problem_id": "long", "reason": "too_long",
+         "detail": "16001 characters, over ingest.max_problem_chars=16000"}
+    ]  # fmt: skip
+    assert ProblemCollector().add(rows[:1], "train", GraderKind.MATH, None) == 1  # no limit unless configured
 
 
 def test_non_utf8_names_file_and_line(tmp_path: Path) -> None:
@@ -47,11 +131,7 @@ def test_empty_file_is_an_error(tmp_path: Path, content: bytes) -> None:
         list(read_problem_file(path, FieldMap(), "file"))
 
 
-def test_invalid_json_and_unsupported_types(tmp_path: Path) -> None:
-    path = tmp_path / "p.jsonl"
-    path.write_text('{"id": 1}\n{not json}\n')
-    with pytest.raises(ProblemFileError, match=r"p\.jsonl:2: invalid JSON"):
-        list(read_problem_file(path, FieldMap(id_field=None, problem_field="id", answer_field="id"), "file"))
+def test_unsupported_types(tmp_path: Path) -> None:
     with pytest.raises(ProblemFileError, match="unsupported file type"):
         list(read_problem_file(tmp_path / "p.csv", FieldMap(), "file"))
 

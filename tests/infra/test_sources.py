@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from bard_core.config import BundledSourceConfig, FileSourceConfig, HFSourceConfig, ToySourceConfig
 from bard_core.grading import GraderKind
@@ -31,6 +32,21 @@ def test_file_content_is_part_of_the_source_identity(tmp_path: Path) -> None:
     assert source_content_hash(FileSourceConfig(path=str(path))) != before
     with pytest.raises(ProblemFileError, match="file not found"):
         source_content_hash(FileSourceConfig(path=str(tmp_path / "gone.jsonl")))
+
+
+def test_file_source_reads_windows_files_and_passes_its_bad_row_share(tmp_path: Path) -> None:
+    path = tmp_path / "mine.jsonl"
+    lines = [json.dumps({"id": f"p{i}", "problem": f"What is {i}+2?", "answer": str(i + 2)}) for i in range(3)]
+    path.write_bytes(b"\xef\xbb\xbf" + "\r\n".join([*lines, '{"id": "p9"}']).encode() + b"\r\n")
+    with pytest.raises(ProblemFileError, match=r"1 of 4 rows are bad \(25%, over max_bad_row_share=0\.1\)"):
+        list(source_rows(FileSourceConfig(path=str(path))))
+    rows = list(source_rows(FileSourceConfig(path=str(path), max_bad_row_share=0.25)))
+    assert [(r.row, r.problem_id, getattr(r, "reason", None)) for r in rows] == [
+        (1, "p0", None), (2, "p1", None), (3, "p2", None), (4, "p9", "missing_field")
+    ]  # fmt: skip
+    assert rows[0].problem == "What is 0+2?"
+    with pytest.raises(ValidationError, match="less than or equal to 1"):
+        FileSourceConfig(path=str(path), max_bad_row_share=1.5)
 
 
 def test_hugging_face_source_fails_clearly_when_offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
