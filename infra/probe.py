@@ -73,4 +73,4 @@ def run_probe(
                 "text": text,
             }
         )
-    return rows, budget_following(rows, spec)
+    return rows, {**budget_following(rows, spec), "precision": engine.precision.stats()}

@@ -23,6 +23,8 @@ from typing import Any
 
 from bard_core.config import RLStageConfig, SFTStageConfig
 from bard_core.config.training import LoraConfig
+from bard_core.precision import Precision, PrecisionChoice
+from infra.precision import training_precision
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +35,13 @@ class TrainingConfigError(ValueError):
     """A `trl` section that TRL does not accept."""
 
 
-def trl_args(section: SFTStageConfig | RLStageConfig, output_dir: str, use_cpu: bool) -> Any:
-    """The TRL config object for a stage section; unknown keys fail with the closest valid name."""
+def trl_args(
+    section: SFTStageConfig | RLStageConfig, output_dir: str, use_cpu: bool, precision: PrecisionChoice
+) -> Any:
+    """The TRL config object for a stage section; unknown keys fail with the closest valid name.
+
+    Mixed precision comes from ``precision`` (the recipe's own ``bf16``/``fp16`` win), never from TRL's
+    default of ``bf16=True``, which an AVX2-only CPU emulates far slower than fp32."""
     import trl
 
     cls = trl.SFTConfig if isinstance(section, SFTStageConfig) else trl.GRPOConfig
@@ -55,6 +62,7 @@ def trl_args(section: SFTStageConfig | RLStageConfig, output_dir: str, use_cpu: 
         "seed": section.seed,
         "disable_tqdm": True,
         "logging_steps": 10,
+        **precision.trl_flags(),
     }
     if isinstance(section, SFTStageConfig):
         base.update(max_length=section.max_length_tokens, packing=False, completion_only_loss=True)
@@ -64,16 +72,22 @@ def trl_args(section: SFTStageConfig | RLStageConfig, output_dir: str, use_cpu: 
         raise TrainingConfigError(f"{name}.trl is not a valid trl.{cls.__name__}: {exc}") from exc
 
 
-def validate_trl(sft: SFTStageConfig, rl: RLStageConfig) -> None:
-    """Build both TRL configs, as `bard validate` does. Without a CUDA device a GPU recipe is checked with
-    use_cpu=True: TrainingArguments refuses bf16 on a machine without a GPU, while every other field is
-    checked the same way."""
+def check_trl_args(section: SFTStageConfig | RLStageConfig) -> None:
+    """Build a section's TRL config on this machine, so a bad `trl` fails on the driver, not in a worker.
+
+    Without a CUDA device a GPU section is checked with use_cpu=True (TrainingArguments refuses bf16 on a
+    machine without a GPU); every other field is checked the same way. Workers resolve their own precision."""
     import torch
 
-    cpu_only = not torch.cuda.is_available()
+    use_gpu = section.resources.use_gpu and torch.cuda.is_available()
     with tempfile.TemporaryDirectory() as out:
-        for section in (sft, rl):
-            trl_args(section, out, use_cpu=cpu_only or not section.resources.use_gpu)
+        trl_args(section, out, not use_gpu, training_precision(section.trl, use_gpu))
+
+
+def validate_trl(sft: SFTStageConfig, rl: RLStageConfig) -> None:
+    """Build both TRL configs, as `bard validate` does."""
+    for section in (sft, rl):
+        check_trl_args(section)
 
 
 def require_chat_template(tokenizer: Any, where: str) -> None:
@@ -218,7 +232,7 @@ def record_key(record: Mapping[str, Any]) -> str:
     return f"{record['problem_id']}|{record['budget_tokens']}|{record.get('kind', '')}"
 
 
-def _setup(config: Mapping[str, Any]) -> tuple[Any, Any, Any]:
+def _setup(config: Mapping[str, Any], precision: PrecisionChoice) -> tuple[Any, Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -231,8 +245,9 @@ def _setup(config: Mapping[str, Any]) -> tuple[Any, Any, Any]:
     )
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     require_chat_template(tokenizer, model_dir)
-    dtype = torch.bfloat16 if config["use_gpu"] else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype)
+    # A GPU in bf16 holds bf16 weights; on CPU autocast keeps fp32 master weights (and fp16 AMP needs them).
+    bf16_weights = config["use_gpu"] and precision.precision is Precision.BF16
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16 if bf16_weights else torch.float32)
     return model, tokenizer, model_dir
 
 
@@ -243,11 +258,12 @@ def sft_loop(config: dict[str, Any]) -> None:
     from trl import SFTTrainer
 
     section = SFTStageConfig.model_validate(config["section"])
-    model, tokenizer, _ = _setup(config)
+    precision = training_precision(section.trl, config["use_gpu"])  # this worker's device decides
+    model, tokenizer, _ = _setup(config, precision)
     model = apply_lora(model, section.lora)
     rank = ray.train.get_context().get_world_rank()
     with tempfile.TemporaryDirectory(prefix=f"bard-sft-rank{rank}-") as out:
-        args = trl_args(section, out, use_cpu=not config["use_gpu"])
+        args = trl_args(section, out, not config["use_gpu"], precision)
         dropped = set(config["dropped"])
         train, validation = (
             [
@@ -276,6 +292,7 @@ def sft_loop(config: dict[str, Any]) -> None:
                 "train_loss": result.training_loss,
                 "eval_loss": evaluation.get("eval_loss", float("nan")),
                 "resumed": resume is not None,
+                "precision": json.dumps(precision.stats()),
             },
         )
 
@@ -290,14 +307,15 @@ def rl_loop(config: dict[str, Any]) -> None:
     from bard_core.rewards import BudgetReward
 
     section = RLStageConfig.model_validate(config["section"])
-    model, tokenizer, _ = _setup(config)
+    precision = training_precision(section.trl, config["use_gpu"])  # this worker's device decides
+    model, tokenizer, _ = _setup(config, precision)
     model = apply_lora(model, section.lora)
     budget = config["budget"]
     spec = BudgetSpec(tuple(budget["tiers_tokens"]), FidelityShape(budget["fidelity"]), float(budget["tolerance"]))
     reward = BudgetReward(spec, HFTokenCounter(tokenizer))
     rank = ray.train.get_context().get_world_rank()
     with tempfile.TemporaryDirectory(prefix=f"bard-rl-rank{rank}-") as out:
-        args = trl_args(section, out, use_cpu=not config["use_gpu"])
+        args = trl_args(section, out, not config["use_gpu"], precision)
         dropped = set(config["dropped"])
         prompts = draw_rl_prompts(load_records(config, "rl_train"), section, spec.tiers_tokens)
         columns = ("prompt", "answer", "budget_tokens", "grader", "meta")
@@ -319,5 +337,6 @@ def rl_loop(config: dict[str, Any]) -> None:
                 "train_runtime_s": result.metrics.get("train_runtime", 0.0),
                 "train_loss": result.training_loss,
                 "resumed": resume is not None,
+                "precision": json.dumps(precision.stats()),
             },
         )

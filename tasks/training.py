@@ -30,6 +30,7 @@ from infra.probe import run_probe
 from infra.ray_train import drop_scratch, fit
 from infra.store import ArtifactRef
 from infra.training import (
+    check_trl_args,
     draw_rl_prompts,
     record_key,
     record_lengths,
@@ -37,7 +38,6 @@ from infra.training import (
     rl_loop,
     sft_loop,
     split_overlength,
-    trl_args,
 )
 from infra.writer import ArtifactWriter
 from tasks.models import ModelLocation
@@ -113,7 +113,14 @@ def _fit_and_store(
     local = str(folder / "final")
     drop_scratch(ctx.store, run_name)
     tokens = max((h.get("num_tokens", 0) for h in history), default=0)  # TRL counts the tokens it trained on
-    return local, {**metrics, "train_tokens": tokens, "loss_curve": [h["loss"] for h in history if "loss" in h]}
+    precision = json.loads(metrics.pop("precision", "{}"))  # as the worker resolved it on its device
+    logger().info("%s trained at %s on %s", writer.ref.stage, precision.get("reason"), precision.get("device"))
+    return local, {
+        **metrics,
+        "train_tokens": tokens,
+        "precision": precision,
+        "loss_curve": [h["loss"] for h in history if "loss" in h],
+    }
 
 
 def _probe(
@@ -175,8 +182,7 @@ def sft(ctx: StageContext, dataset: ArtifactRef, student: ModelLocation) -> Arti
 
     def build(writer: ArtifactWriter) -> StageResult:
         model_dir, tokenizer = _local_model(ctx, student)
-        with tempfile.TemporaryDirectory() as tmp:
-            trl_args(section, tmp, use_cpu=not section.resources.use_gpu)  # a bad `trl` fails here, not in a worker
+        check_trl_args(section)  # a bad `trl` fails here, not in a worker
         train = _read(ctx, dataset, "sft_train", schemas.SFT, "sft")
         records = train + _read(ctx, dataset, "sft_validation", schemas.SFT, "sft")
         if not train:
@@ -223,6 +229,7 @@ def sft(ctx: StageContext, dataset: ArtifactRef, student: ModelLocation) -> Arti
                 "dropped_overlength": len(dropped),
                 "train": {k: metrics.get(k) for k in ("global_step", "train_loss", "eval_loss", "resumed")},
                 "train_tokens_per_s": round(tokens_per_s, 1),
+                "precision": metrics["precision"],
                 "probe": probes,
             },
             usage={
@@ -244,8 +251,7 @@ def rl(ctx: StageContext, dataset: ArtifactRef, start: ArtifactRef) -> ArtifactR
     def build(writer: ArtifactWriter) -> StageResult:
         begin = checkpoint_location(start)
         start_dir, tokenizer = _local_model(ctx, begin)
-        with tempfile.TemporaryDirectory() as tmp:
-            trl_args(section, tmp, use_cpu=not section.resources.use_gpu)
+        check_trl_args(section)  # a bad `trl` fails here, not in a worker
         prompts = draw_rl_prompts(_read(ctx, dataset, "rl_train", schemas.RL, "rl"), section, budget.tiers_tokens)
         if not prompts:
             raise ValueError(f"no RL prompts in {dataset.key} (rl_train is empty): nothing to train on")
@@ -276,6 +282,7 @@ def rl(ctx: StageContext, dataset: ArtifactRef, start: ArtifactRef) -> ArtifactR
                 "budget_mix": {str(b): budgets.count(b) for b in sorted(set(budgets))},
                 "train": {k: metrics.get(k) for k in ("global_step", "train_loss", "resumed")},
                 "reward_curve": _reward_curve(writer),
+                "precision": metrics["precision"],
                 "probe": probes,
             },
             usage={"train_runtime_s": float(metrics.get("train_runtime_s", 0.0))},

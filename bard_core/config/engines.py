@@ -29,8 +29,9 @@ class HFEngineConfig(Section):
     """transformers `generate`: CPU or a single GPU; the toy student's engine and a fallback."""
     model: str
     """A name from the run's `models` catalog, a local folder, or a Hugging Face model id."""
-    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
-    """Weights dtype. On CPUs without native bf16 (AVX2) float32 is several times faster."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """Weights dtype. 'auto': bfloat16 on a GPU that supports it or a CPU with native bf16 (AMX, AVX512-BF16),
+    else float32 (an AVX2-only CPU emulates bf16, several times slower); see bard_core/precision.py."""
     device: str = "auto"
     """'cpu', 'cuda', 'cuda:1' or 'auto' (CUDA when available)."""
     max_batch_size: int = Field(default=16, ge=1)

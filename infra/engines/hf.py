@@ -17,6 +17,7 @@ from bard_core.budget import THINK_CLOSE
 from bard_core.config import HFEngineConfig
 from bard_core.engine import Completion, ErrorKind, GenerationRequest, GenerationResult, failed
 from bard_core.grading import extract_boxed
+from infra.precision import inference_precision
 
 log = logging.getLogger(__name__)
 
@@ -64,12 +65,16 @@ class HFEngine:
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        dtype = getattr(torch, cfg.dtype)
+        self.precision = inference_precision(cfg.dtype, device)
+        dtype = getattr(torch, self.precision.precision.torch_dtype_name)
         self.lm = AutoModelForCausalLM.from_pretrained(model_path, revision=revision, dtype=dtype).to(self.device)
         self.lm.eval()
         import transformers
 
-        self.backend = f"transformers {transformers.__version__} on {self.device} (torch {torch.__version__})"
+        self.backend = (
+            f"transformers {transformers.__version__} on {self.device} (torch {torch.__version__}, "
+            f"{self.precision.reason})"
+        )
         self.context_tokens = int(getattr(self.lm.config, "max_position_embeddings", 0) or 1 << 30)
 
     def _prompt_ids(self, request: GenerationRequest) -> list[int]:

@@ -39,5 +39,8 @@ def smoke_run(prefect_api: None, tmp_path_factory: pytest.TempPathFactory) -> Sm
     )
     with pytest.MonkeyPatch.context() as env:
         env.setenv("BARD_CACHE_DIR", str(root / "cache"))
+        # The "no native bf16" path (an AVX2-only CPU), whatever CPU runs the tests: training and the
+        # transformers engine must then run in fp32 (the kill-and-resume test runs on the detected hardware).
+        env.setenv("BARD_NATIVE_BF16", "0")
         state, record, store = run_flow([f"store.root=file://{root}/store", f"evaluate.benchmarks={benchmarks}"])
     return SmokeRun(state, record, store, root)

@@ -50,6 +50,8 @@ def test_metrics_match_a_recomputation_from_the_stored_generations(smoke_run: Sm
 
     manifest = smoke_run.store.manifest(ref)
     assert manifest.stats["benchmarks"] == {"toy-heldout": 8, "mini-mc": 2}
+    # dtype auto, resolved in the engine actor; the smoke run forces a CPU without native bf16
+    assert "fp32: cpu with no native bf16" in manifest.stats["engine_backend"], manifest.stats["engine_backend"]
     rejected = smoke_run.store.read_table(ref, "rejections").to_pylist()
     assert [(r["problem_id"], r["reason"]) for r in rejected] == [("q3", "missing_answer")]
 

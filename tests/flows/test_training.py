@@ -43,6 +43,10 @@ def test_sft_then_rl_store_working_checkpoints_and_probe_them(smoke_run: SmokeRu
     probed = sft.stats["probe"]["sft"]["overall"]["n"]  # up to 4 validation problems x 4 tiers
     assert probed in (4, 8, 12, 16) and sft.rows["probe"] == 2 * probed  # base and sft
     rl = store.manifest(rl_ref)
+    for manifest in (sft, rl):  # the smoke run forces "no native bf16": fp32, resolved in the worker
+        assert manifest.stats["precision"]["precision"] == "fp32", manifest.stats["precision"]
+        assert manifest.stats["precision"]["source"] == "hardware" and "forced" in manifest.stats["precision"]["device"]
+        assert all(p["precision"]["precision"] == "fp32" for p in manifest.stats["probe"].values())
     assert set(rl.stats["probe"]) == {"sft", "rl"}  # before and after, on the same problems
     assert {"budget/correct", "budget/fidelity", "budget/reward"} <= set(rl.stats["reward_curve"])
     assert sum(rl.stats["budget_mix"].values()) == rl.stats["prompts"] + rl.stats["dropped_overlength"]
@@ -65,4 +69,8 @@ def test_a_worker_killed_mid_training_resumes_from_the_last_checkpoint(
     sft = store.manifest(artifact(record, "sft"))
     assert sft.stats["train"]["resumed"] is True  # restarted from the step-10 checkpoint, not from scratch
     assert sft.stats["train"]["global_step"] == 20
+    from infra.precision import cpu_hardware
+
+    expected = "bf16" if cpu_hardware().native_bf16 else "fp32"  # this machine's own answer, not forced
+    assert sft.stats["precision"]["precision"] == expected, sft.stats["precision"]
     assert not (tmp_path / "store" / "_scratch" / "ray_train" / f"sft-{sft.fingerprint}").exists()

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from bard_core.config import RLStageConfig, SFTStageConfig
+from bard_core.precision import Hardware, Precision, PrecisionChoice
 from bard_core.recipes import ConfigError, validate_config
 from infra.training import (
     TrainingConfigError,
@@ -19,6 +20,8 @@ from infra.training import (
 )
 from tests.conftest import CONFIGS
 
+FP32 = PrecisionChoice(Precision.FP32, "hardware", Hardware("cpu", False, "test CPU"))
+
 
 @pytest.mark.parametrize("recipe", sorted(CONFIGS.glob("*.yaml")), ids=lambda p: p.name)
 def test_every_recipe_builds_its_trl_configs(recipe: Path) -> None:
@@ -30,15 +33,16 @@ def test_every_recipe_builds_its_trl_configs(recipe: Path) -> None:
 
 def test_trl_arguments_are_checked_with_the_fix(tmp_path: Path) -> None:
     sft = SFTStageConfig(trl={"learning_rate": 3e-4, "max_steps": 5})
-    args = trl_args(sft, str(tmp_path), use_cpu=True)
+    args = trl_args(sft, str(tmp_path), True, FP32)
     assert args.learning_rate == 3e-4 and args.completion_only_loss is True and args.packing is False
     assert args.max_length == sft.max_length_tokens and args.report_to == []
     with pytest.raises(
         TrainingConfigError,
         match=r"sft.trl.learning_rat is not an argument of trl.SFTConfig; did you mean 'learning_rate'",
     ):
-        trl_args(SFTStageConfig(trl={"learning_rat": 1.0}), str(tmp_path), use_cpu=True)
-    grpo = trl_args(RLStageConfig(trl={"num_generations": 4, "per_device_train_batch_size": 8}), str(tmp_path), True)
+        trl_args(SFTStageConfig(trl={"learning_rat": 1.0}), str(tmp_path), True, FP32)
+    rl = RLStageConfig(trl={"num_generations": 4, "per_device_train_batch_size": 8})
+    grpo = trl_args(rl, str(tmp_path), True, FP32)
     assert grpo.num_generations == 4
     with pytest.raises(ConfigError, match=r"\['output_dir'\] are set by the pipeline"):
         validate_config({"sft": {"trl": {"output_dir": "/x"}}}, "r.yaml")
@@ -74,7 +78,7 @@ def test_loss_is_on_the_assistant_turn_only(toy_model_dir: Path, tmp_path: Path)
     from trl import SFTTrainer
 
     tokenizer, records = _records(toy_model_dir)
-    args = trl_args(SFTStageConfig(trl={"max_steps": 1}), str(tmp_path), use_cpu=True)
+    args = trl_args(SFTStageConfig(trl={"max_steps": 1}), str(tmp_path), True, FP32)
     trainer = SFTTrainer(
         model=AutoModelForCausalLM.from_pretrained(toy_model_dir),
         args=args,
