@@ -2,9 +2,14 @@
 `evaluate` stage (Prefect + Ray Data actor pool), and the same requests on the engine called directly in
 this process, for the ratio. Target (issue #5): 200 problems x 4 budgets x k=2 in <= 3 minutes on 2 cores.
 
-It evaluates a checkpoint of an earlier toy run (default: the SFT student of the newest run in the
-recipe's store, i.e. what `bard run configs/toy.yaml` produced). `--model base` takes the random-init
-student instead, the worst case: it never closes its think block, so every generation runs to its limit.
+It evaluates a checkpoint of an earlier toy run (default: the SFT student of the newest run with trained
+checkpoints in the recipe's store, i.e. what `bard run configs/toy.yaml` produced; a store without one, as
+on a fresh clone, gets one first, as `bard run RECIPE --until rl` would; `--fresh` starts from an empty
+temporary store). `--model base` takes the random-init student instead, the worst case: it never closes
+its think block, so every generation runs to its limit.
+
+The last line is machine-readable: `evaluate_ratio=... evaluate_tok_s=... evaluate_direct_tok_s=...
+evaluate_wall_s=...`. Smallest size (CI): --fresh --recipe configs/smoke.yaml --problems 8 --k 1.
 
     .venv/bin/python benchmarks/evaluate_throughput.py [--problems 200] [--k 2] [--model sft] [--run RUN_ID]
 """
@@ -28,24 +33,32 @@ from infra.env import apply_defaults  # noqa: E402
 apply_defaults()
 
 
-def _latest_run(store: Any, stage: str) -> str:
-    runs = [r for r in store.list_runs() if stage in r.get("stages", {}) and r.get("status") == "completed"]
-    if not runs:
-        raise SystemExit(
-            f"no completed run with a {stage} stage in {store.root}: run `bard run configs/toy.yaml` first"
-        )
-    return str(max(runs, key=lambda r: r.get("started_at", ""))["run_id"])
+def trained_run(recipe: str, store_overrides: list[str], store: Any) -> str:
+    """The newest run with committed SFT and RL checkpoints (the evaluation flow takes both from it); where
+    there is none, one is trained first, exactly as `bard run RECIPE --until rl` would."""
+    from flows.distill import distill
+    from infra.store import ArtifactNotFoundError
+
+    try:
+        return str(store.latest_run("rl")["run_id"])
+    except ArtifactNotFoundError:
+        print(f"no run with trained checkpoints in {store.root}: training them first (bard run {recipe} --until rl)")
+    state = distill(recipe=recipe, overrides=store_overrides, until="rl", return_state=True)
+    record = store.read_run(str(state.state_details.flow_run_id))
+    if record["status"] != "completed":
+        raise SystemExit(f"the training run failed: {state.message}")
+    return str(record["run_id"])
 
 
-def run_stage(recipe: str, overrides: list[str], run_id: str | None, label: str) -> dict[str, Any]:
+def run_stage(recipe: str, store_overrides: list[str], overrides: list[str], run_id: str | None) -> dict[str, Any]:
     from bard_core.recipes import load_config
     from flows.distill import distill
     from infra.store import ArtifactRef, ArtifactStore
 
+    overrides = [*store_overrides, *overrides]
     cfg = load_config(recipe, overrides)
     store = ArtifactStore(cfg.store.root, cfg.store.endpoint_url)
-    if run_id is None:
-        run_id = _latest_run(store, "rl" if label == "rl" else "sft")
+    run_id = store.resolve_run(run_id) if run_id else trained_run(recipe, store_overrides, store)
     t0 = time.perf_counter()
     state = distill(recipe=recipe, overrides=overrides, stages=["evaluate"], from_run=run_id, return_state=True)
     flow_wall = time.perf_counter() - t0
@@ -103,6 +116,7 @@ def main() -> None:
     parser.add_argument("--model", default="sft", choices=["base", "sft", "rl"], help="which checkpoint")
     parser.add_argument("--run", default=None, help="run whose checkpoints are evaluated (default: newest)")
     parser.add_argument("--store", default=None, help="store root (default: the recipe's)")
+    parser.add_argument("--fresh", action="store_true", help="start from an empty temporary store (trains first)")
     parser.add_argument(
         "--split",
         default="train",
@@ -111,6 +125,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bard-bench-") as tmp:
         os.environ["PREFECT_HOME"] = f"{tmp}/prefect"
+        store_root = f"file://{tmp}/store" if args.fresh else args.store
         overrides = [
             f"evaluate.models=[{args.model}]",
             "evaluate.truncation=null",
@@ -118,9 +133,8 @@ def main() -> None:
             f"evaluate.benchmarks=[{{kind: ingested, split: {args.split}, name: toy-{args.split}, "
             f"limit: {args.problems}}}]",
             f"evaluate.seed={int(time.time())}",  # a fresh fingerprint: the stage really runs
-            *([f"store.root={args.store}"] if args.store else []),
         ]
-        stage = run_stage(args.recipe, overrides, args.run, args.model)
+        stage = run_stage(args.recipe, [f"store.root={store_root}"] if store_root else [], overrides, args.run)
         direct_s, direct_gens, direct_tokens = run_direct(stage, args.model)
     manifest = stage["manifest"]
     wall, usage = manifest.timings["wall_s"], manifest.usage
@@ -138,6 +152,9 @@ def main() -> None:
           f"= {direct_tokens / direct_s:.1f} tok/s")  # fmt: skip
     print(f"  ratio stage/direct   : {(tokens / pool) / (direct_tokens / direct_s):.2f} (tok/s, pool)   "
           f"{direct_s / wall:.2f} (direct time / stage wall)")  # fmt: skip
+    figures = {"ratio": (tokens / pool) / (direct_tokens / direct_s), "tok_s": tokens / pool,
+               "direct_tok_s": direct_tokens / direct_s, "wall_s": wall, "time_ratio": direct_s / wall}  # fmt: skip
+    print(" ".join(f"evaluate_{key}={value:.6g}" for key, value in figures.items()))  # the machine-readable last line
 
 
 if __name__ == "__main__":

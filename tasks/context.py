@@ -36,7 +36,7 @@ def open_context(
     store = ArtifactStore(cfg.store.root, cfg.store.endpoint_url)
     reuse: dict[str, str] = {}
     if from_run:
-        earlier = store.read_run(from_run)
+        earlier = store.read_run(store.resolve_run(from_run))  # a full id or a unique prefix of one
         reuse = {name: info["artifact"] for name, info in earlier["stages"].items()}
     run = RunRecord(
         run_id=run_id or uuid.uuid4().hex,

@@ -7,6 +7,7 @@ import subprocess
 import pytest
 
 from tests.conftest import REPO
+from tests.support.benchmarks import last_line_figures
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 
@@ -19,3 +20,6 @@ def test_gpu_smoke_runs_in_cpu_mode(vllm_python: object) -> None:
     assert "vllm" in out.split("  evaluate", 1)[1].splitlines()[0]  # the evaluation engine really was vLLM
     for stage in ("sample", "sft", "rl", "evaluate"):
         assert f"  {stage}" in out
+    figures = last_line_figures(out)  # the machine-readable summary comes last
+    assert set(figures) == {"smoke_wall_s", "smoke_sft_tok_s", "smoke_rl_s", "smoke_evaluate_tok_s"}
+    assert figures["smoke_sft_tok_s"] > 0 and figures["smoke_evaluate_tok_s"] > 0

@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from infra.store import ArtifactNotFoundError, ArtifactRef, ArtifactStore, ChecksumMismatchError
+from infra.store import AmbiguousRunError, ArtifactNotFoundError, ArtifactRef, ArtifactStore, ChecksumMismatchError
 from infra.writer import ArtifactWriter
 
 REF = ArtifactRef("sample", "f" * 20)
@@ -128,6 +128,39 @@ def test_runs_and_named_refs(store: ArtifactStore) -> None:
     assert [h["run_id"] for h in store.ref_history("toy")] == ["r1", "r2"]
     with pytest.raises(ArtifactNotFoundError, match="no run 'r9'"):
         store.read_run("r9")
+
+
+def test_run_ids_resolve_from_unique_prefixes(store: ArtifactStore) -> None:
+    for run_id in ("3f2a9c1e-aaaa", "3f2a9c1e-bbbb", "7b00"):
+        store.write_run(run_id, {"run_id": run_id, "started_at": "1", "stages": {}})
+    assert store.resolve_run("3f2a9c1e-bbbb") == "3f2a9c1e-bbbb"  # a full id
+    assert store.resolve_run("3f2a9c1e-a") == "3f2a9c1e-aaaa"
+    assert store.resolve_run("7") == "7b00"
+    with pytest.raises(AmbiguousRunError, match=r"'3f2a' matches 2 runs.*3f2a9c1e-aaaa, 3f2a9c1e-bbbb"):
+        store.resolve_run("3f2a")
+    with pytest.raises(ArtifactNotFoundError, match=r"no run 'zz'.*bard artifacts runs"):
+        store.resolve_run("zz")
+    with pytest.raises(ArtifactNotFoundError, match="no run ''"):
+        store.resolve_run("")  # an empty prefix is not "every run"
+
+
+def test_latest_run_is_the_newest_with_a_committed_stage(store: ArtifactStore) -> None:
+    with pytest.raises(ArtifactNotFoundError, match=r"no run .* has a committed evaluate stage"):
+        store.latest_run("evaluate")
+    older, newer = ArtifactRef("evaluate", "1" * 20), ArtifactRef("evaluate", "2" * 20)
+    for ref in (older, newer):
+        writer = ArtifactWriter(store, ref)
+        writer.write_bytes("report.md", ref.fingerprint.encode())
+        writer.commit(inputs={}, config={}, prompts={})
+    runs = [("a", "2025-01-01T00:00:01+00:00", older), ("b", "2025-01-01T00:00:02+00:00", newer)]
+    runs += [("c", "2025-01-01T00:00:03+00:00", None)]  # the newest run did not evaluate
+    runs += [("d", "2025-01-01T00:00:04+00:00", ArtifactRef("evaluate", "3" * 20))]  # listed, never committed
+    for run_id, started, ref in runs:
+        stages = {"evaluate": {"artifact": ref.key, "status": "executed"}} if ref else {}
+        store.write_run(run_id, {"run_id": run_id, "started_at": started, "stages": stages})
+    assert store.latest_run("evaluate")["run_id"] == "b"
+    store.remove(newer)
+    assert store.latest_run("evaluate")["run_id"] == "a"
 
 
 def test_s3_credentials_never_show(s3_endpoint: str) -> None:

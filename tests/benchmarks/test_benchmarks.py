@@ -1,0 +1,70 @@
+"""Every script under benchmarks/ runs on a fresh checkout at its smallest size and ends its output with a
+machine-readable `key=value` line (the figures a person or a CI job compares between runs).
+
+The scripts are discovered by glob, so a new benchmark without a case here fails the suite until it gets
+one. Each case is the script's smallest-size arguments (about a minute on 2 cores) and the keys its last
+line must carry.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from tests.support.benchmarks import last_line_figures
+
+BENCHMARKS = REPO / "benchmarks"
+
+# script -> (smallest-size arguments, keys its last line must carry)
+CASES: dict[str, tuple[list[str], set[str]]] = {
+    "engine_throughput.py": (
+        ["--problems", "16", "--max-new-tokens", "32"],  # transformers only: --vllm doubles the cost
+        {"engine_ratio", "engine_tok_s", "engine_direct_tok_s"},
+    ),
+    "evaluate_throughput.py": (
+        ["--fresh", "--recipe", "configs/smoke.yaml", "--problems", "8", "--k", "1"],
+        {"evaluate_ratio", "evaluate_tok_s", "evaluate_direct_tok_s", "evaluate_wall_s"},
+    ),
+    "sft_throughput.py": (["--steps", "5"], {"sft_ratio", "sft_tok_s"}),
+    "toy_data_stages.py": (
+        ["configs/smoke.yaml", "--problems", "40"],
+        {"data_first_s", "data_rerun_s", "data_rerun_ratio"},
+    ),
+}
+# Scripts another test already runs (and checks the last line of): running them twice would double CI time.
+ELSEWHERE = {"gpu_smoke.sh": "tests/benchmarks/test_gpu_smoke.py runs it with --cpu"}
+TIMEOUT_S = 600
+
+
+def _scripts() -> list[str]:
+    return sorted(p.name for p in BENCHMARKS.iterdir() if p.is_file() and p.suffix in {".py", ".sh"})
+
+
+def test_every_benchmark_has_a_case() -> None:
+    missing = sorted(set(_scripts()) - set(CASES) - set(ELSEWHERE))
+    assert not missing, f"benchmarks without a case in {Path(__file__).name}: {missing}"
+    stale = sorted((set(CASES) | set(ELSEWHERE)) - set(_scripts()))
+    assert not stale, f"cases for scripts that no longer exist: {stale}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", _scripts())
+def test_benchmark_runs_at_its_smallest_size(script: str) -> None:
+    if script in ELSEWHERE:
+        pytest.skip(ELSEWHERE[script])
+    if script not in CASES:
+        pytest.fail(f"{script} has no case in {Path(__file__).name} (smallest-size arguments and expected keys)")
+    args, keys = CASES[script]
+    # The script's own Prefect API and Ray runtime, never the test session's.
+    env = {k: v for k, v in os.environ.items() if k not in {"PREFECT_API_URL", "RAY_ADDRESS"}}
+    path = BENCHMARKS / script
+    command = [str(path), *args] if path.suffix == ".sh" else [sys.executable, str(path), *args]
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    figures = last_line_figures(result.stdout)
+    assert keys <= set(figures), f"{script}: last line lacks {sorted(keys - set(figures))}: {figures}"
