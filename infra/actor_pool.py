@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from bard_core.engine import USAGE_FIELDS, Usage
+from infra.progress import Bar, verbose
 
 log = logging.getLogger(__name__)
 
@@ -87,17 +88,21 @@ def run_actor_pool(
     actor_options: Mapping[str, Any],
     on_shard: Callable[[int, pa.Table, dict[str, float], str], None],
     label: str,
+    bar_label: str | None = None,
 ) -> dict[str, Any]:
     """Process ``shards`` ({index: input table}); returns usage totals and the pool's wall time.
 
     Output rows are keyed by (shard, input row): a batch that Ray re-executes after an actor died is
-    counted once, so a shard is handed on complete, with no row missing and none twice.
+    counted once, so a shard is handed on complete, with no row missing and none twice. The progress bar
+    (``bar_label``, default ``label``) counts the input rows whose outputs came back.
     """
     import ray
     from ray.data import ActorPoolStrategy
 
     if not shards:
         return {}
+    if not verbose():
+        _quiet_ray_data()
     blocks = []
     expected: dict[int, int] = {}
     for index, table in sorted(shards.items()):
@@ -121,7 +126,8 @@ def run_actor_pool(
     completed: set[int] = set()
     shard_backends: dict[int, set[str]] = defaultdict(set)
     t0 = time.perf_counter()
-    for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
+
+    def take(batch: pa.Table) -> None:
         for index in pc.unique(batch.column(SHARD)).to_pylist():
             part = batch.filter(pc.equal(batch.column(SHARD), index))
             rows = part.column(ROW).to_pylist()
@@ -149,6 +155,11 @@ def run_actor_pool(
                     len(blocks),
                     time.perf_counter() - t0,
                 )
+
+    with Bar(bar_label or label, sum(expected.values()), "rows") as bar:
+        for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
+            take(batch)
+            bar.update(sum(len(rows) for rows in seen.values()))
     missing = sorted(set(expected) - completed)
     if missing:
         raise RuntimeError(f"{label}: shards {missing} did not complete; rerun the stage to redo only those")
@@ -163,3 +174,17 @@ def run_actor_pool(
 
 def _usage_dict(values: Mapping[str, float]) -> dict[str, float]:
     return {name.strip("_"): round(value, 6) for name, value in values.items()}
+
+
+def _quiet_ray_data() -> None:
+    """Ray Data's own progress (a log line per frame when stdout is not a terminal) and INFO lines about each
+    dataset stay out of the terminal: the stage's bar says how far it is, and Ray Data still writes all of it
+    to ``ray-data.log`` in the session's log folder. Errors still print."""
+    from ray.data import DataContext
+
+    context = DataContext.get_current()
+    context.enable_progress_bars = False
+    context.enable_operator_progress_bars = False
+    for handler in logging.getLogger("ray.data").handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            handler.setLevel(logging.ERROR)

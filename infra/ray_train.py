@@ -4,19 +4,29 @@ The run name is derived from the artifact fingerprint, so a retried stage finds 
 resumes from the last checkpoint; after the artifact is committed the scratch run is deleted (a later
 rebuild starts clean). Scratch lives beside the artifacts: ``<root>/_scratch/ray_train`` (a local path,
 or a bucket prefix on S3).
+
+While ``trainer.fit()`` blocks, the driver shows a steps bar: rank 0 reports its step to a small named actor
+(``StepBoard``, found by the run name; the reporting callback is in ``infra.training``) that the driver polls.
 """
 
 from __future__ import annotations
 
+import contextvars
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from bard_core.config import TrainResourcesConfig
+from infra.progress import Bar
 from infra.store import ArtifactStore
 
 log = logging.getLogger(__name__)
+
+STEPS_NAMESPACE = "bard"
+POLL_S = 1.0
 
 
 def _storage(store: ArtifactStore) -> tuple[str, Any]:
@@ -59,13 +69,104 @@ def fit(
             failure_config=FailureConfig(max_failures=resources.max_failures),
         ),
     )
-    result = trainer.fit()
+    with _steps_bar(run_name):
+        result = trainer.fit()
     if result.checkpoint is None:
         raise RuntimeError(f"training run {run_name} ended without a checkpoint")
     folder = Path(result.checkpoint.to_directory())
     if not (folder / "FINAL").exists():
         raise RuntimeError(f"training run {run_name}: the last checkpoint is not the final model ({folder})")
     return folder, dict(result.metrics or {})
+
+
+def steps_actor_name(run_name: str) -> str:
+    return f"bard-steps-{run_name}"
+
+
+class StepBoard:
+    """The training step of a run, as rank 0 last reported it (a Ray actor; ``ray.remote`` is applied lazily)."""
+
+    def __init__(self) -> None:
+        self.step, self.total = 0, 0
+
+    def set(self, step: int, total: int) -> None:
+        self.step, self.total = step, total
+
+    def get(self) -> tuple[int, int]:
+        return self.step, self.total
+
+
+def step_board() -> Any:
+    """In a Ray Train worker: the handle of this run's board, or None when the driver started none."""
+    import ray
+    import ray.train
+
+    try:
+        return ray.get_actor(steps_actor_name(ray.train.get_context().get_experiment_name()), STEPS_NAMESPACE)
+    except ValueError:
+        return None
+
+
+class StepsToDriver:
+    """TrainerCallback body (mixed with transformers' TrainerCallback in the worker): rank 0 sends its step.
+    Fire and forget: the board is a progress display, training never waits for it."""
+
+    def __init__(self, board: Any) -> None:
+        self.board = board
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._send(state)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._send(state)
+
+    def _send(self, state: Any) -> None:
+        if state.is_world_process_zero:
+            self.board.set.remote(int(state.global_step), int(state.max_steps or 0))
+
+
+@contextmanager
+def _steps_bar(run_name: str) -> Iterator[None]:
+    """A steps bar for the block (``trainer.fit()``), fed by polling the run's ``StepBoard``."""
+    import ray
+
+    try:
+        actor = ray.remote(num_cpus=0)(StepBoard)
+        board = actor.options(name=steps_actor_name(run_name), namespace=STEPS_NAMESPACE).remote()
+    except ValueError as exc:  # the same run is training elsewhere on this cluster: train without a bar
+        log.debug("no steps bar for %s: %s", run_name, exc)
+        yield
+        return
+    stop = threading.Event()
+    with Bar(run_name.rsplit("-", 1)[0], None, "steps") as bar:  # run names are <stage>-<fingerprint>
+        # In a copy of this context, so the bar's lines log into the Prefect task run, as the caller's would.
+        poll = contextvars.copy_context().run
+        poller = threading.Thread(target=poll, args=(_poll, board, bar, stop), name="bard-steps", daemon=True)
+        poller.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            poller.join()
+            _show(board, bar)
+            ray.kill(board)
+
+
+def _poll(board: Any, bar: Bar, stop: threading.Event) -> None:
+    while not stop.wait(POLL_S):
+        _show(board, bar)
+
+
+def _show(board: Any, bar: Bar) -> None:
+    import ray
+
+    try:
+        step, total = ray.get(board.get.remote(), timeout=10)
+    except (ray.exceptions.RayError, TimeoutError) as exc:  # a display only: never fail training over it
+        log.debug("steps board unavailable: %s", exc)
+        return
+    if total:
+        bar.update(step, total)
 
 
 def drop_scratch(store: ArtifactStore, run_name: str) -> None:

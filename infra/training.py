@@ -181,7 +181,12 @@ def _callbacks() -> list[Any]:
     from ray.train.huggingface.transformers import RayTrainReportCallback
     from transformers import TrainerCallback
 
+    from infra.ray_train import StepsToDriver, step_board
+
     callbacks: list[Any] = [RayTrainReportCallback()]
+    board = step_board()  # the driver's steps bar
+    if board is not None:
+        callbacks.append(type("StepsToDriver", (StepsToDriver, TrainerCallback), {})(board))
     spec = os.environ.get(KILL_TRAIN_ENV)
     if spec:
         callbacks.append(type("KillOnce", (_KillOnce, TrainerCallback), {})(spec))

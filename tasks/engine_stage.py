@@ -97,7 +97,9 @@ def run_engine_stage(
             )
             options = actor_options(setup.engine, setup.resources)
             r = setup.resources
-            new = run_actor_pool(todo, make_job(worker), r.replicas, r.batch_size, options, on_shard, writer.ref.stage)
+            new = run_actor_pool(
+                todo, make_job(worker), r.replicas, r.batch_size, options, on_shard, stage, f"{stage} {table_name}"
+            )
         finally:
             _stop_budget(budget_actor)
     backends = {b for b in (*writer.resumed_backends, *str(new.get("backend", "")).split("; ")) if b}
