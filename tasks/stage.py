@@ -3,7 +3,8 @@
 A stage is described by a ``StageSpec`` (name, logic version, fingerprinted config, prompt files,
 input artifacts) and a ``build`` function that writes its files. ``execute`` turns those into an
 ``ArtifactRef``: it skips the work when the fingerprint is already committed, records the outcome
-in the run manifest and publishes a summary to the Prefect UI.
+in the run manifest and publishes a summary to the Prefect UI. Config sections enter a spec as their
+``fingerprint_dump``, so execution-only fields (marked in ``bard_core.config``) never reach a fingerprint.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from prefect.context import FlowRunContext, TaskRunContext
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
 
-from bard_core.config import RunConfig
+from bard_core.config import RunConfig, Section
 from bard_core.fingerprint import fingerprint
 from bard_core.manifest import Manifest
 from bard_core.prompting import load_prompt
@@ -103,14 +104,35 @@ class StageContext:
         self.store.write_run(self.run.run_id, self.run.as_dict())
 
 
+def fingerprint_config(value: Any) -> Any:
+    """``value`` as fingerprint JSON: every config section in it (at any depth) as its ``fingerprint_dump``."""
+    if isinstance(value, Section):
+        return value.fingerprint_dump()
+    if isinstance(value, Mapping):
+        return {key: fingerprint_config(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [fingerprint_config(item) for item in value]
+    return value
+
+
+def stage_config(section: Section, **decisive: Any) -> dict[str, Any]:
+    """A stage's fingerprinted config: its section without execution-only fields, plus whatever else
+    decides its output (``engine=`` identity, ``budget=`` section, ...), which replaces same-named fields."""
+    return {**section.fingerprint_dump(), **fingerprint_config(decisive)}
+
+
 @dataclass(frozen=True)
 class StageSpec:
     name: str
     version: int
-    config: dict[str, Any]
+    config: Mapping[str, Any]  # JSON values or config sections; normalized by `fingerprint_config`
     prompts: tuple[str, ...] = ()
     inputs: Mapping[str, ArtifactRef] = field(default_factory=dict)
     label: str | None = None  # run-manifest entry when a stage runs more than once per run ("model:smollm2")
+
+    def __post_init__(self) -> None:
+        # Here rather than in each task: a section handed over whole cannot bring its resources along.
+        object.__setattr__(self, "config", fingerprint_config(self.config))
 
     def ref(self) -> ArtifactRef:
         prompt_hashes = {ref: load_prompt(ref).sha256 for ref in self.prompts}
@@ -149,7 +171,7 @@ def execute(ctx: StageContext, spec: StageSpec, build: Callable[[ArtifactWriter]
     result = build(writer)
     manifest = writer.commit(
         inputs={name: r.key for name, r in spec.inputs.items()},
-        config=spec.config,
+        config=dict(spec.config),
         prompts={p: load_prompt(p).sha256 for p in spec.prompts},
         stats=result.stats,
         usage=result.usage,

@@ -1,11 +1,20 @@
 """Typed configuration for a whole run: one frozen pydantic section per stage.
 
 Every field is documented once, by the docstring under it; those docstrings are what validation errors
-and ``bard config`` print. Sections that only say *how* to execute (replicas, CPUs, batch sizes) live in
-``resources`` and are excluded from artifact fingerprints: changing them never invalidates an artifact.
+and ``bard config`` print. Settings that only say *how* to execute (``resources``: replicas, CPUs, batch
+sizes; shard sizes) are typed ``ExecutionSection`` or marked ``EXECUTION``, and ``Section.fingerprint_dump``
+leaves them out of artifact fingerprints: changing them never invalidates an artifact.
 """
 
-from bard_core.config.base import RayConfig, ResourcesConfig, SamplingConfig, Section, StoreConfig
+from bard_core.config.base import (
+    EXECUTION,
+    ExecutionSection,
+    RayConfig,
+    ResourcesConfig,
+    SamplingConfig,
+    Section,
+    StoreConfig,
+)
 from bard_core.config.engines import (
     EngineConfig,
     HFEngineConfig,
@@ -64,6 +73,7 @@ from bard_core.config.watch import (
 
 __all__ = [
     "BUILT_MODEL_KINDS",
+    "EXECUTION",
     "BenchmarkConfig",
     "BudgetConfig",
     "BundledBenchmark",
@@ -71,6 +81,7 @@ __all__ = [
     "CompressConfig",
     "EngineConfig",
     "EvaluateConfig",
+    "ExecutionSection",
     "FileBenchmark",
     "FileSourceConfig",
     "GGUFPackageModelSpec",

@@ -1,12 +1,70 @@
-"""Shared config building blocks: the frozen section base, store, Ray, resources, sampling."""
+"""Shared config building blocks: the frozen section base, store, Ray, resources, sampling.
+
+What a fingerprint leaves out is declared here, once: a field is execution-only when its type is an
+``ExecutionSection`` (resources) or it is marked ``Field(..., json_schema_extra=EXECUTION)`` (shard sizes,
+switches). ``Section.fingerprint_dump`` drops those at any depth, so no stage excludes fields by hand.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any, get_args
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.fields import FieldInfo
+
+EXECUTION: dict[str, Any] = {"execution": True}
+"""Marks a field execution-only: how a stage runs, not what it writes (``Field(json_schema_extra=EXECUTION)``)."""
 
 
 class Section(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+    def fingerprint_dump(self) -> dict[str, Any]:
+        """The section as JSON without its execution-only fields, at any depth: what a fingerprint hashes."""
+        return self.model_dump(mode="json", exclude=self.execution_exclude())
+
+    def execution_exclude(self) -> dict[str, Any]:
+        """The execution-only fields as a pydantic ``exclude`` tree (nested sections, tuples and dicts)."""
+        exclude: dict[str, Any] = {}
+        for name, info in type(self).model_fields.items():
+            value = getattr(self, name)
+            if _is_execution(info, value):
+                exclude[name] = True
+            elif nested := _nested_exclude(value):
+                exclude[name] = nested
+        return exclude
+
+
+class ExecutionSection(Section):
+    """A section that says how a stage runs (replicas, CPUs, GPUs, batch sizes), never what it computes:
+    a field of this type is left out of every fingerprint."""
+
+
+def _is_execution(info: FieldInfo, value: object) -> bool:
+    extra = info.json_schema_extra
+    marked = isinstance(extra, Mapping) and extra.get("execution") is True
+    return marked or isinstance(value, ExecutionSection) or _typed_execution(info.annotation)
+
+
+def _typed_execution(annotation: object) -> bool:
+    # Through unions and containers, so an optional or a tuple of execution sections counts too.
+    if isinstance(annotation, type) and issubclass(annotation, ExecutionSection):
+        return True
+    return any(_typed_execution(arg) for arg in get_args(annotation))
+
+
+def _nested_exclude(value: object) -> dict[Any, Any] | None:
+    # Keys are field names below a section, indices below a tuple or list, keys below a dict.
+    if isinstance(value, Section):
+        return value.execution_exclude() or None
+    items: list[tuple[Any, object]] = []
+    if isinstance(value, Mapping):
+        items = list(value.items())
+    elif isinstance(value, Sequence) and not isinstance(value, str):
+        items = list(enumerate(value))
+    nested = {key: sub for key, item in items if (sub := _nested_exclude(item))}
+    return nested or None
 
 
 # --------------------------------------------------------------------------- infrastructure
@@ -37,7 +95,7 @@ class RayConfig(Section):
     Ray puts Unix sockets there."""
 
 
-class ResourcesConfig(Section):
+class ResourcesConfig(ExecutionSection):
     replicas: int = Field(default=1, ge=1)
     """Engine replicas (Ray actors) working in parallel."""
     cpus_per_replica: float = Field(default=0.5, gt=0)

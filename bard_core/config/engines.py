@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from bard_core.config.base import Section
+from bard_core.config.base import EXECUTION, Section
 
 
 class OracleEngineConfig(Section):
@@ -57,9 +57,10 @@ class VLLMEngineConfig(Section):
     """Share of each GPU's memory vLLM may take."""
     enforce_eager: bool = False
     """Skip CUDA graphs / torch.compile (faster start, slower decode)."""
-    python: str | None = None
+    python: str | None = Field(default=None, json_schema_extra=EXECUTION)
     """Python of a separate environment that has vLLM (e.g. .venv-vllm/bin/python); Ray starts the engine
-    replicas with it. None: vLLM is installed in the driver's environment (a GPU worker image)."""
+    replicas with it. None: vLLM is installed in the driver's environment (a GPU worker image). Not part of
+    the fingerprint: it says where vLLM runs, not what it generates."""
     engine_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Extra keyword arguments for `vllm.LLM` (e.g. {swap_space: 8})."""
 

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from bard_core.config.base import ResourcesConfig, Section
+from bard_core.config.base import EXECUTION, ResourcesConfig, Section
 from bard_core.config.engines import HFEngineConfig, VLLMEngineConfig
 from bard_core.grading import GraderKind
 from bard_core.problems import bundled_datasets
@@ -88,8 +88,8 @@ class TruncationConfig(Section):
 
 
 class EvaluateConfig(Section):
-    enabled: bool = True
-    """Run the stage at the end of the flow."""
+    enabled: bool = Field(default=True, json_schema_extra=EXECUTION)
+    """Run the stage at the end of the flow (not part of the fingerprint)."""
     models: tuple[str, ...] = CHECKPOINT_LABELS
     """Labels evaluated with the budget in the prompt: base, sft, rl, and names from `checkpoints`."""
     checkpoints: dict[str, str] = Field(default_factory=dict)
@@ -118,8 +118,8 @@ class EvaluateConfig(Section):
     """Engine that loads each checkpoint (`model` is replaced by the checkpoint being evaluated)."""
     resources: ResourcesConfig = ResourcesConfig(replicas=1, cpus_per_replica=1.0, batch_size=256)
     """Engine replicas per model."""
-    shard_rows: int = Field(default=256, ge=1)
-    """Request rows per shard (the unit of resume)."""
+    shard_rows: int = Field(default=256, ge=1, json_schema_extra=EXECUTION)
+    """Request rows per shard (the unit of resume; not part of the fingerprint)."""
     bootstrap_samples: int = Field(default=1000, ge=100)
     """Bootstrap resamples for confidence intervals."""
     confidence: float = Field(default=0.95, gt=0, lt=1)

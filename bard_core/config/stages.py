@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from bard_core.budget import BudgetSpec, FidelityShape
-from bard_core.config.base import ResourcesConfig, SamplingConfig, Section
+from bard_core.config.base import EXECUTION, ResourcesConfig, SamplingConfig, Section
 from bard_core.config.engines import EngineConfig, OracleEngineConfig
 from bard_core.grading import GraderKind
 from bard_core.selection import GoldSelection
@@ -213,8 +213,8 @@ class SampleConfig(Section):
     """Which correct sample becomes the gold trace of a problem."""
     splits: tuple[Literal["train", "test"], ...] = ("train",)
     """Problem splits to sample (evaluation sets stay unseen)."""
-    shard_rows: int = Field(default=256, ge=1)
-    """Problems per shard; a retried stage redoes only missing shards."""
+    shard_rows: int = Field(default=256, ge=1, json_schema_extra=EXECUTION)
+    """Problems per shard; a retried stage redoes only missing shards (not part of the fingerprint)."""
     resources: ResourcesConfig = ResourcesConfig()
     """Execution resources (not part of the fingerprint)."""
 
@@ -232,8 +232,8 @@ class CompressConfig(Section):
     """Attempts per (trace, tier) before the tier is recorded as rejected."""
     sampling: SamplingConfig = SamplingConfig(temperature=0.3)
     """Compressor sampling parameters."""
-    shard_rows: int = Field(default=256, ge=1)
-    """Gold traces per shard."""
+    shard_rows: int = Field(default=256, ge=1, json_schema_extra=EXECUTION)
+    """Gold traces per shard (not part of the fingerprint)."""
     resources: ResourcesConfig = ResourcesConfig()
     """Execution resources (not part of the fingerprint)."""
 

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from bard_core.config.base import Section
+from bard_core.config.base import ExecutionSection, Section
 
 # Set by the pipeline from other fields or from the runtime; not user-settable through `trl`.
 RESERVED_TRL_KEYS = frozenset(
@@ -30,7 +30,7 @@ def _check_trl(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
-class TrainResourcesConfig(Section):
+class TrainResourcesConfig(ExecutionSection):
     workers: int = Field(default=1, ge=1)
     """Ray Train workers (data-parallel processes); one per GPU on a cluster."""
     use_gpu: bool = False

@@ -79,7 +79,7 @@ def loads_weights(cfg: EngineConfig) -> bool:
 
 def engine_identity(cfg: EngineConfig, model_identity: str | None = None) -> dict[str, Any]:
     """What identifies an engine's outputs, for stage fingerprints (never secrets: keys live in the env)."""
-    identity = cfg.model_dump(mode="json", exclude={"python"} if isinstance(cfg, VLLMEngineConfig) else None)
+    identity = cfg.fingerprint_dump()  # execution-only fields (vLLM's `python`) are marked in the config
     version = IMPLEMENTATION_VERSIONS.get(EngineKind(cfg.kind))
     if version is not None:
         identity["implementation_version"] = version

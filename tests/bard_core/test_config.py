@@ -3,8 +3,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import Field
 
-from bard_core.config import RunConfig
+from bard_core.config import EXECUTION, ExecutionSection, RunConfig, Section
 from bard_core.recipes import ConfigError, apply_override, load_config, validate_config
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
@@ -107,3 +108,33 @@ def test_a_whole_config_round_trips_as_a_parameter(recipe: Path) -> None:
     assert resolve_config("ignored.yaml", ["sample.n_samples=3"], cfg).sample.n_samples == 3
     with pytest.raises(ConfigError, match="the config parameter: 1 config error"):
         resolve_config(None, ["sample.n_samples=0"], cfg)
+
+
+def test_fingerprint_dump_drops_execution_only_fields_at_any_depth() -> None:
+    cfg = load_config(None, ["evaluate.engine=" + '{"kind": "vllm", "model": "student", "python": "/x/python"}'])
+    sample = cfg.sample.fingerprint_dump()
+    assert "resources" not in sample and "shard_rows" not in sample and sample["n_samples"] == cfg.sample.n_samples
+    evaluate = cfg.evaluate.fingerprint_dump()
+    assert not {"resources", "shard_rows", "enabled"} & set(evaluate)
+    assert "python" not in evaluate["engine"] and evaluate["engine"]["kind"] == "vllm"  # a nested section too
+    assert "resources" not in cfg.sft.fingerprint_dump() and "resources" not in cfg.rl.fingerprint_dump()
+    assert cfg.sft.fingerprint_dump()["probe"] == cfg.sft.probe.model_dump(mode="json")  # only marked fields go
+
+
+def test_fields_are_execution_only_by_type_or_by_mark() -> None:
+    class Run(ExecutionSection):
+        threads: int = 1
+
+    class Inner(Section):
+        value: int = 0
+        shards: int = Field(default=1, json_schema_extra=EXECUTION)
+
+    class Outer(Section):
+        run: Run = Run()
+        maybe_run: Run | None = None  # typed as one even while unset
+        items: tuple[Inner, ...] = (Inner(), Inner(value=2))
+        by_name: dict[str, Inner] = Field(default_factory=lambda: {"a": Inner(shards=3)})
+
+    dump = Outer().fingerprint_dump()
+    assert dump == {"items": [{"value": 0}, {"value": 2}], "by_name": {"a": {"value": 0}}}
+    assert Outer(items=(Inner(shards=9),)).fingerprint_dump()["items"] == [{"value": 0}]
