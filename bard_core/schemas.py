@@ -78,6 +78,21 @@ RL = pa.schema(
     ]
 )
 
+# The driver -> compressor-actor boundary of `compress`: one row per (gold trace, tier), read back into
+# `bard_core.compression.CompressionJob` by the job (meta as a JSON string).
+COMPRESS_JOBS = pa.schema(
+    [
+        ("problem_id", pa.string()),
+        ("problem", pa.string()),
+        ("answer", pa.string()),
+        ("meta", pa.string()),
+        ("reasoning", pa.string()),
+        ("final", pa.string()),
+        ("source_tokens", pa.int32()),
+        ("budget_tokens", pa.int32()),
+    ]
+)
+
 EVAL_REQUESTS = pa.schema(
     [
         pa.field("model", pa.string(), nullable=False),  # label: base, sft, rl, or an extra checkpoint
@@ -109,6 +124,39 @@ GENERATIONS = pa.schema(
         pa.field("pred_answer", pa.string()),
         pa.field("correct", pa.bool_(), nullable=False),
         pa.field("error", pa.string()),
+    ]
+)
+
+# `evaluate`'s summary: one row per (model, benchmark, mode, budget), with bootstrap intervals.
+METRICS = pa.schema(
+    [
+        ("model", pa.string()),
+        ("benchmark", pa.string()),
+        ("mode", pa.string()),
+        ("budget_tokens", pa.int32()),
+        *((name, pa.int64()) for name in ("problems", "generations", "errors", "unparsed")),
+        *(
+            (name, pa.float64())
+            for name in (
+                "accuracy", "accuracy_ci_low", "accuracy_ci_high", "mean_reasoning_tokens", "median_reasoning_tokens",
+                "mean_relative_deviation", "within_tolerance", "over_budget", "unclosed", "tokens_saved",
+            )
+        ),
+    ]
+)  # fmt: skip
+
+# The budget-following probe of `sft` and `rl`: one greedy generation per (model, problem, tier).
+PROBE = pa.schema(
+    [
+        ("model", pa.string()),
+        ("problem_id", pa.string()),
+        ("budget_tokens", pa.int32()),
+        ("reasoning_tokens", pa.int32()),
+        ("correct", pa.bool_()),
+        ("parsed", pa.bool_()),
+        ("fidelity", pa.float64()),
+        ("reward", pa.float64()),
+        ("text", pa.string()),
     ]
 )
 

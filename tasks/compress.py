@@ -1,4 +1,4 @@
-"""Stage 3 `compress`: every gold trace to every tier below its length, validated, retried, recorded."""
+"""The `compress` stage: every gold trace to every tier below its length, validated, retried, recorded."""
 
 from __future__ import annotations
 
@@ -8,43 +8,35 @@ from dataclasses import asdict
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from bard_core import schemas
 from bard_core.compression import FEEDBACK_FIELDS, USER_FIELDS, jobs_for
+from bard_core.config import CompressConfig, RunConfig
 from bard_core.engine import SamplingParams
 from bard_core.prompting import load_prompt
 from infra.jobs import CompressJobSpec, EngineWorker
 from infra.store import ArtifactRef
 from infra.writer import ArtifactWriter
-from tasks.engine_stage import engine_setup, run_engine_stage
+from tasks.engine_stage import EngineSetup, engine_setup, run_engine_stage
+from tasks.inputs import problems_by_id, read_gold
 from tasks.models import ModelLocation
-from tasks.sample import read_problems
-from tasks.stage import StageContext, StageResult, StageSpec, execute, logger
+from tasks.stage import StageContext, StageResult, StageSpec, execute, logger, stage_config
 
 VERSION = 2
-# The driver -> compressor-actor boundary: one row per (gold trace, tier).
-JOBS = pa.schema(
-    [
-        ("problem_id", pa.string()),
-        ("problem", pa.string()),
-        ("answer", pa.string()),
-        ("meta", pa.string()),
-        ("reasoning", pa.string()),
-        ("final", pa.string()),
-        ("source_tokens", pa.int32()),
-        ("budget_tokens", pa.int32()),
-    ]
-)
 
 
-def read_gold(ctx: StageContext, traces: ArtifactRef, stage: str) -> pa.Table:
-    table = schemas.conform(
-        ctx.store.read_table(traces, "traces"), schemas.TRACES, f"artifact {traces.key} (traces)", stage
-    )
-    return table.filter(pc.and_(table.column("is_gold"), table.column("correct")))
+def prompt_refs(section: CompressConfig) -> tuple[str, str, str]:
+    return section.system_template, section.user_template, section.feedback_template
+
+
+def compress_spec(
+    cfg: RunConfig, setup: EngineSetup, traces: ArtifactRef, problems: ArtifactRef, tokenizer: ArtifactRef
+) -> StageSpec:
+    config = stage_config(cfg.compress, engine=setup.identity(), budget=cfg.budget)
+    inputs = {"traces": traces, "problems": problems, "tokenizer": tokenizer}
+    return StageSpec("compress", VERSION, config, prompt_refs(cfg.compress), inputs)
 
 
 @task(name="compress", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)
@@ -58,20 +50,13 @@ def compress(
     cfg = ctx.cfg.compress
     budget = ctx.cfg.budget
     setup = engine_setup(cfg.engine, cfg.resources, tokenizer, models)
-    config = {
-        **cfg.model_dump(mode="json", exclude={"resources"}),
-        "engine": setup.identity(),
-        "budget": budget.model_dump(mode="json"),
-    }
-    prompt_refs = (cfg.system_template, cfg.user_template, cfg.feedback_template)
+    spec = compress_spec(ctx.cfg, setup, traces, problems, tokenizer)
     load_prompt(cfg.user_template).require(USER_FIELDS)
     load_prompt(cfg.feedback_template).require(FEEDBACK_FIELDS)
-    inputs = {"traces": traces, "problems": problems, "tokenizer": tokenizer}
-    spec = StageSpec("compress", VERSION, config, prompt_refs, inputs)
 
     def build(writer: ArtifactWriter) -> StageResult:
         gold = read_gold(ctx, traces, "compress").to_pylist()
-        by_id = {p["problem_id"]: p for p in read_problems(ctx, problems, "compress").to_pylist()}
+        by_id = problems_by_id(ctx, problems, "compress")
         jobs = sorted(jobs_for(gold, by_id, budget.spec()), key=lambda j: (j.problem_id, j.budget_tokens))
         if not jobs:
             # A weak teacher may solve nothing: an empty, committed result reports that honestly.
@@ -85,9 +70,9 @@ def compress(
         params = SamplingParams(1, s.temperature, s.top_p, s.max_new_tokens, s.seed)
 
         def make_job(worker: EngineWorker) -> CompressJobSpec:
-            return CompressJobSpec(worker, prompt_refs, budget.spec(), params, cfg.max_attempts)
+            return CompressJobSpec(worker, prompt_refs(cfg), budget.spec(), params, cfg.max_attempts)
 
-        table = pa.Table.from_pylist(rows, schema=JOBS)
+        table = pa.Table.from_pylist(rows, schema=schemas.COMPRESS_JOBS)
         usage, backend = run_engine_stage(ctx, writer, "tiers", table, cfg.shard_rows, setup, make_job, schemas.TIERS)
         stats = tier_stats(writer.read_table("tiers", schemas.TIERS), len(gold))
         return StageResult(stats={**stats, "engine_backend": backend}, usage=usage)

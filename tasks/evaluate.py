@@ -1,4 +1,4 @@
-"""Stage 8 `evaluate`: every checkpoint on every benchmark across a budget grid, k samples each, plus the
+"""The `evaluate` stage: every checkpoint on every benchmark across a budget grid, k samples each, plus the
 truncation baseline; generations and metrics (with bootstrap CIs) stored; a report with plots.
 
 Each model is one actor pool over the configured engine (its weights loaded once per replica); its
@@ -40,27 +40,12 @@ from infra.sources import source_content_hash, source_grader, source_rows
 from infra.store import ArtifactRef
 from infra.writer import ArtifactWriter
 from tasks.engine_stage import EngineSetup, run_engine_stage
+from tasks.inputs import read_input
 from tasks.models import ModelLocation
-from tasks.stage import StageContext, StageResult, StageSpec, execute, logger
+from tasks.stage import StageContext, StageResult, StageSpec, execute, logger, stage_config
 
 VERSION = 1
 MODE_TRUNCATION_REQUEST = "truncation"  # one request per problem; cut at every budget by the job
-METRICS = pa.schema(
-    [
-        ("model", pa.string()),
-        ("benchmark", pa.string()),
-        ("mode", pa.string()),
-        ("budget_tokens", pa.int32()),
-        *((name, pa.int64()) for name in ("problems", "generations", "errors", "unparsed")),
-        *(
-            (name, pa.float64())
-            for name in (
-                "accuracy", "accuracy_ci_low", "accuracy_ci_high", "mean_reasoning_tokens", "median_reasoning_tokens",
-                "mean_relative_deviation", "within_tolerance", "over_budget", "unclosed", "tokens_saved",
-            )
-        ),
-    ]
-)  # fmt: skip
 
 
 def _as_source(bench: BundledBenchmark | FileBenchmark) -> BundledSourceConfig | FileSourceConfig:
@@ -75,7 +60,7 @@ def load_benchmark(
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(accepted problems, rejected rows with reasons) of one benchmark."""
     if isinstance(bench, IngestedBenchmark):
-        table = ctx.store.read_table(problems, "problems")
+        table = read_input(ctx, problems, "problems", schemas.PROBLEMS, "evaluate")
         table = table.filter(pc.equal(table.column("split"), bench.split)).sort_by("problem_id")
         if table.num_rows == 0:
             raise ValueError(
@@ -131,13 +116,13 @@ def evaluate(
     cfg = ctx.cfg.evaluate
     budgets = cfg.budgets_tokens or ctx.cfg.budget.tiers_tokens
     labels = list(dict.fromkeys([*cfg.models, *([cfg.truncation.model] if cfg.truncation else [])]))
-    config = {
-        **cfg.model_dump(mode="json", exclude={"resources", "shard_rows", "enabled"}),
-        "budgets_tokens": list(budgets),
-        "budget": ctx.cfg.budget.model_dump(mode="json"),
-        "models": {label: checkpoints[label].identity for label in labels},
-        "benchmark_files": [_benchmark_identity(b) for b in cfg.benchmarks],
-    }
+    config = stage_config(
+        cfg,
+        budgets_tokens=list(budgets),
+        budget=ctx.cfg.budget,
+        models={label: checkpoints[label].identity for label in labels},
+        benchmark_files=[_benchmark_identity(b) for b in cfg.benchmarks],
+    )
     prompts = (ctx.cfg.budget.user_template, ctx.cfg.budget.agnostic_template)
     spec = StageSpec("evaluate", VERSION, config, prompts, {"problems": problems, "tokenizer": tokenizer})
 
@@ -168,7 +153,7 @@ def evaluate(
         metrics = summarize(
             generations.to_pylist(), ctx.cfg.budget.spec(), cfg.bootstrap_samples, cfg.confidence, cfg.seed
         )
-        writer.write_table("metrics", pa.Table.from_pylist(metrics, schema=METRICS))
+        writer.write_table("metrics", pa.Table.from_pylist(metrics, schema=schemas.METRICS))
         facts = {"benchmarks": counts, "budgets": list(budgets), "samples per problem": cfg.samples_per_problem,
                  "models": {label: checkpoints[label].identity for label in labels},
                  "rejected benchmark rows": len(rejected), "confidence": cfg.confidence}  # fmt: skip

@@ -1,4 +1,4 @@
-"""Stage 1 `ingest`: problem sources -> the `problems` table, with rejected rows recorded and counted."""
+"""The `ingest` stage: problem sources -> the `problems` table, with rejected rows recorded and counted."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from bard_core.problems import ProblemCollector
 from infra.sources import source_content_hash, source_grader, source_rows
 from infra.store import ArtifactRef
 from infra.writer import ArtifactWriter
-from tasks.stage import StageContext, StageResult, StageSpec, execute, logger
+from tasks.stage import StageContext, StageResult, StageSpec, execute, logger, stage_config
 
 VERSION = 1
 
@@ -19,8 +19,7 @@ VERSION = 1
 @task(name="ingest", cache_policy=NO_CACHE)
 def ingest(ctx: StageContext) -> ArtifactRef:
     cfg = ctx.cfg.ingest
-    config = cfg.model_dump(mode="json")
-    config["source_sha256"] = [source_content_hash(source) for source in cfg.sources]
+    config = stage_config(cfg, source_sha256=[source_content_hash(source) for source in cfg.sources])
     spec = StageSpec("ingest", VERSION, config)
 
     def build(writer: ArtifactWriter) -> StageResult:

