@@ -85,6 +85,10 @@ class BudgetSpec:
         low, high = self.bounds(budget_tokens)
         return low <= length <= high
 
+    def over(self, length: int, budget_tokens: int) -> bool:
+        """Over budget: longer than the accepted band allows (the one definition every metric uses)."""
+        return length > self.bounds(budget_tokens)[1]
+
     def fidelity(self, length: int, budget_tokens: int) -> float:
         return FIDELITY_FUNCTIONS[self.shape](length, budget_tokens, self.tolerance)
 
@@ -100,6 +104,11 @@ class BudgetSpec:
                 f"use one of {list(self.tiers_tokens)} or widen budget.tiers_tokens"
             )
         return budget_tokens
+
+
+def relative_deviation(length: int, budget_tokens: int) -> float:
+    """``|length - budget| / budget``: how far a length is from its budget, as a share of the budget."""
+    return abs(length - budget_tokens) / budget_tokens
 
 
 def render_user(template: PromptTemplate, problem: str, budget_tokens: int) -> str:
@@ -164,3 +173,9 @@ class HFTokenCounter:
 
     def count(self, text: str) -> int:
         return self.count_many([text])[0]
+
+    def encode(self, text: str) -> list[int]:
+        return list(self._tokenizer.encode(text, add_special_tokens=False))
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return str(self._tokenizer.decode(list(ids)))

@@ -13,9 +13,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bard_core.budget import BudgetSpec, TokenCounter, parse_think
+from bard_core.budget import BudgetSpec, TokenCounter
 from bard_core.engine import ChatMessage, Engine, GenerationRequest, SamplingParams, Usage
-from bard_core.grading import grade
+from bard_core.judge import Verdict, verdicts
 from bard_core.prompting import PromptTemplate
 
 USER_FIELDS = frozenset({"problem", "reasoning", "final", "source_tokens", "budget_tokens", "min_tokens", "max_tokens"})
@@ -122,18 +122,15 @@ def _request(job: CompressionJob, state: _Attempt, spec: BudgetSpec, params: Sam
     )
 
 
-def _judge(job: CompressionJob, text: str, tokens: int, spec: BudgetSpec) -> tuple[str | None, bool]:
-    """(reject reason or None, answer kept) for one attempt."""
-    think = parse_think(text)
-    if not think.closed or not think.reasoning:
-        return "unparseable", False
-    kept = grade(think.final, job.answer, job.meta.get("grader", "math"), job.meta).correct
-    low, high = spec.bounds(job.budget_tokens)
-    if tokens > high:
-        return "too_long", kept
-    if tokens < low:
-        return "too_short", kept
-    return (None if kept else "answer_lost"), kept
+def _reject_reason(job: CompressionJob, verdict: Verdict, spec: BudgetSpec) -> str | None:
+    """Why an attempt is not a valid compression (None: it is): well-formed, inside the band, answer kept."""
+    if not verdict.parsed:
+        return "unparseable"
+    if verdict.over:
+        return "too_long"
+    if verdict.reasoning_tokens < spec.bounds(job.budget_tokens)[0]:
+        return "too_short"
+    return None if verdict.correct else "answer_lost"
 
 
 def compress_batch(
@@ -155,35 +152,44 @@ def compress_batch(
         results = engine.generate([_request(jobs[i], states[i], spec, params) for i in pending])
         usage.add(results)
         texts = [r.completions[0].text if r.error is None and r.completions else "" for r in results]
-        lengths = counter.count_many([parse_think(t).reasoning or "" for t in texts])
+        judged = verdicts(
+            texts,
+            [jobs[i].answer for i in pending],
+            [jobs[i].meta.get("grader", "math") for i in pending],
+            [jobs[i].meta for i in pending],
+            [jobs[i].budget_tokens for i in pending],
+            spec,
+            counter,
+        )
         still = []
-        for i, result, text, tokens in zip(pending, results, texts, lengths, strict=True):
+        for i, result, text, verdict in zip(pending, results, texts, judged, strict=True):
             job, state = jobs[i], states[i]
             state.count += 1
-            think = parse_think(text)
-            reason, kept = (f"engine_error: {result.error}", False) if result.error else _judge(job, text, tokens, spec)
-            state.last_kept, state.last_reason = kept, reason
-            state.last_reasoning, state.last_final = think.reasoning, think.final
-            state.last_tokens = tokens if think.reasoning else None
+            reason = f"engine_error: {result.error}" if result.error else _reject_reason(job, verdict, spec)
+            state.last_kept = result.error is None and verdict.parsed and verdict.correct
+            state.last_reason = reason
+            state.last_reasoning, state.last_final = verdict.reasoning, verdict.final
+            # No output at all has no length; any output has the judge's (a run-on: its generated length).
+            state.last_tokens = None if result.error else verdict.reasoning_tokens
             if reason is None:
                 continue
             still.append(i)
             if reason in ISSUES:
-                low, high = spec.bounds(job.budget_tokens)
-                feedback = prompts.feedback.render(
-                    measured_tokens=tokens,
-                    min_tokens=low,
-                    max_tokens=high,
-                    budget_tokens=job.budget_tokens,
-                    issue=ISSUES[reason],
-                )
-                state.messages += [
-                    {"role": "assistant", "content": text},
-                    {"role": "user", "content": feedback},
-                ]
+                state.messages += _feedback(job, text, verdict.reasoning_tokens, reason, prompts, spec)
         pending = still
     rows = [_row(job, state, engine.model) for job, state in zip(jobs, states, strict=True)]
     return rows, usage
+
+
+def _feedback(
+    job: CompressionJob, text: str, tokens: int, reason: str, prompts: CompressorPrompts, spec: BudgetSpec
+) -> list[ChatMessage]:
+    """The failed attempt and what was wrong with it, for the next attempt to improve on."""
+    low, high = spec.bounds(job.budget_tokens)
+    feedback = prompts.feedback.render(
+        measured_tokens=tokens, min_tokens=low, max_tokens=high, budget_tokens=job.budget_tokens, issue=ISSUES[reason]
+    )
+    return [{"role": "assistant", "content": text}, {"role": "user", "content": feedback}]
 
 
 def _row(job: CompressionJob, state: _Attempt, compressor: str) -> dict[str, Any]:

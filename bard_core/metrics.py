@@ -1,8 +1,8 @@
 """Budget-following metrics over generations: per budget and overall.
 
 Each generation row carries ``budget_tokens``, ``reasoning_tokens``, ``correct`` (bool), ``parsed``
-(a closed think block) and ``fidelity``. Lengths of unparsed outputs count as generated (they ran on):
-ignoring them would flatter a model that never closes its think block.
+and ``fidelity``, as ``judge`` gave them; the length figures are ``judge.length_summary``'s (an unclosed
+output counts at its generated length: ignoring it would flatter a model that never closes its think block).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bard_core.budget import BudgetSpec
+from bard_core.judge import length_summary
 
 
 def ranks(values: Sequence[float]) -> list[float]:
@@ -43,10 +44,6 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     return cov / (sx * sy) if sx and sy else math.nan
 
 
-def relative_deviation(length: int, budget: int) -> float:
-    return abs(length - budget) / budget
-
-
 def _finite(value: float) -> float | None:
     """NaN does not survive JSON (manifests): an undefined statistic is None."""
     return None if math.isnan(value) else value
@@ -59,16 +56,11 @@ def budget_following(rows: Sequence[Mapping[str, Any]], spec: BudgetSpec) -> dic
         by_budget[int(row["budget_tokens"])].append(row)
     per_budget: dict[str, dict[str, float]] = {}
     for budget, group in sorted(by_budget.items()):
-        lengths = [int(r["reasoning_tokens"]) for r in group]
         per_budget[str(budget)] = {
             "n": len(group),
             "accuracy": statistics.fmean(1.0 if r["correct"] else 0.0 for r in group),
             "parsed": statistics.fmean(1.0 if r["parsed"] else 0.0 for r in group),
-            "mean_tokens": statistics.fmean(lengths),
-            "median_tokens": float(statistics.median(lengths)),
-            "mean_relative_deviation": statistics.fmean(relative_deviation(n, budget) for n in lengths),
-            "within_tolerance": statistics.fmean(1.0 if spec.within(n, budget) else 0.0 for n in lengths),
-            "over_budget": statistics.fmean(1.0 if n > spec.bounds(budget)[1] else 0.0 for n in lengths),
+            **length_summary([int(r["reasoning_tokens"]) for r in group], budget, spec),
             "mean_reward": statistics.fmean(float(r["fidelity"]) * (1.0 if r["correct"] else 0.0) for r in group),
         }
     budgets = [float(b) for b in per_budget]

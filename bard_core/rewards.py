@@ -2,7 +2,8 @@
 
 Multiplicative on purpose: an additive length bonus teaches short wrong answers, while here a wrong or
 unparseable answer earns nothing however well it fits the budget. An output without a closed, non-empty
-``<think>`` block is unparseable and scores 0.
+``<think>`` block is unparseable and scores 0. Judging is ``judge``'s (the reward calls the evaluation's
+verdict), so the logged lengths follow its rule: an unclosed output counts at its generated length.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bard_core.budget import BudgetSpec, TokenCounter, parse_think
-from bard_core.grading import grade
+from bard_core.budget import BudgetSpec, TokenCounter
+from bard_core.judge import Verdict, judge, length_summary, verdicts
 
 
 @dataclass(frozen=True)
@@ -23,8 +24,14 @@ class RewardBreakdown:
     correct: float
     fidelity: float
     reward: float
-    reasoning_tokens: int
+    reasoning_tokens: int  # the judge's length: an unclosed output counts at its generated length
     parsed: bool
+    over: bool
+
+    @classmethod
+    def of(cls, verdict: Verdict) -> RewardBreakdown:
+        correct = 1.0 if verdict.correct and verdict.parsed else 0.0
+        return cls(correct, verdict.fidelity, verdict.reward, verdict.reasoning_tokens, verdict.parsed, verdict.over)
 
 
 def score(
@@ -36,13 +43,8 @@ def score(
     grader: str = "math",
     meta: Mapping[str, Any] | None = None,
 ) -> RewardBreakdown:
-    """Score one completion whose reasoning length (student tokens) is already counted."""
-    think = parse_think(text)
-    if not think.closed or not think.reasoning:
-        return RewardBreakdown(0.0, 0.0, 0.0, reasoning_tokens, parsed=False)
-    correct = 1.0 if grade(think.final, answer, grader, meta).correct else 0.0
-    fidelity = spec.fidelity(reasoning_tokens, budget_tokens)
-    return RewardBreakdown(correct, fidelity, correct * fidelity, reasoning_tokens, parsed=True)
+    """Score one completion whose reasoning length (``judge.counted_text``, student tokens) is counted."""
+    return RewardBreakdown.of(judge(text, answer, grader, meta, budget_tokens, spec, reasoning_tokens))
 
 
 def completion_text(completion: Any) -> str:
@@ -75,19 +77,10 @@ class BudgetReward:
         meta: Sequence[str] | None = None,
     ) -> list[RewardBreakdown]:
         texts = [completion_text(c) for c in completions]
-        lengths = self.counter.count_many([parse_think(t).reasoning or "" for t in texts])
-        return [
-            score(
-                text,
-                answer[i],
-                int(budget_tokens[i]),
-                self.spec,
-                lengths[i],
-                grader[i] if grader else "math",
-                json.loads(meta[i]) if meta else None,
-            )
-            for i, text in enumerate(texts)
-        ]
+        graders = list(grader) if grader else ["math"] * len(texts)
+        metas = [json.loads(m) for m in meta] if meta else [None] * len(texts)
+        judged = verdicts(texts, answer, graders, metas, budget_tokens, self.spec, self.counter)
+        return [RewardBreakdown.of(v) for v in judged]
 
     def __call__(
         self,
@@ -116,13 +109,11 @@ def reward_metrics(scored: Sequence[RewardBreakdown], budgets: Sequence[int], sp
         "budget/fidelity": statistics.fmean(s.fidelity for s in scored),
         "budget/reward": statistics.fmean(s.reward for s in scored),
         "budget/parsed": statistics.fmean(1.0 if s.parsed else 0.0 for s in scored),
-        "budget/over_budget": statistics.fmean(
-            1.0 if s.reasoning_tokens > spec.bounds(int(b))[1] else 0.0 for s, b in zip(scored, budgets, strict=True)
-        ),
+        "budget/over_budget": statistics.fmean(1.0 if s.over else 0.0 for s in scored),
     }
     per_budget: dict[int, list[int]] = defaultdict(list)
     for s, b in zip(scored, budgets, strict=True):
         per_budget[int(b)].append(s.reasoning_tokens)
     for budget, lengths in sorted(per_budget.items()):
-        metrics[f"budget/length_at_{budget}"] = statistics.fmean(lengths)
+        metrics[f"budget/length_at_{budget}"] = length_summary(lengths, budget, spec)["mean_tokens"]
     return metrics

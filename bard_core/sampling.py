@@ -7,9 +7,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bard_core.budget import TokenCounter, parse_think
+from bard_core.budget import BudgetSpec, TokenCounter
 from bard_core.engine import ChatMessage, Engine, GenerationRequest, GenerationResult, SamplingParams, Usage
-from bard_core.grading import grade
+from bard_core.judge import Verdict, verdicts
 from bard_core.prompting import PromptTemplate
 from bard_core.selection import GoldSelection, select_gold
 
@@ -59,25 +59,22 @@ def traces_from_results(
     """One row per sample (a failed request leaves one row carrying the error); gold marked per problem."""
     rows: list[dict[str, Any]] = []
     for problem, result in zip(problems, results, strict=True):
-        meta = json.loads(problem["meta"])
         if result.error is not None:
             rows.append(_error_row(problem["problem_id"], teacher, result.error))
             continue
-        parsed = [parse_think(c.text) for c in result.completions]
-        lengths = counter.count_many([p.reasoning or "" for p in parsed])
+        judged = _judged(problem, [c.text for c in result.completions], counter)
         problem_rows = []
-        for idx, (completion, think, length) in enumerate(zip(result.completions, parsed, lengths, strict=True)):
-            graded = grade(think.final, problem["answer"], meta.get("grader", "math"), meta)
+        for idx, (completion, verdict) in enumerate(zip(result.completions, judged, strict=True)):
             problem_rows.append(
                 {
                     "problem_id": problem["problem_id"],
                     "sample_idx": idx,
                     "teacher": teacher,
-                    "reasoning": think.reasoning,
-                    "final": think.final,
-                    "pred_answer": graded.pred_answer,
-                    "correct": graded.correct,
-                    "reasoning_tokens": length if think.reasoning is not None else 0,
+                    "reasoning": verdict.reasoning,
+                    "final": verdict.final,
+                    "pred_answer": verdict.pred_answer,
+                    "correct": verdict.correct,
+                    "reasoning_tokens": verdict.reasoning_tokens,
                     "finish_reason": completion.finish_reason,
                     "gen_tokens": completion.completion_tokens,
                     "is_gold": False,
@@ -87,14 +84,26 @@ def traces_from_results(
         # Only a correct answer after a closed, non-empty think block can be trained on.
         candidates = [
             _Trace(r["sample_idx"], r["reasoning_tokens"])
-            for r, think in zip(problem_rows, parsed, strict=True)
-            if r["correct"] and think.closed and think.reasoning
+            for r, verdict in zip(problem_rows, judged, strict=True)
+            if verdict.correct and verdict.parsed
         ]
         gold = select_gold(str(problem["problem_id"]), candidates, selection)
         if gold is not None:
             problem_rows[gold.sample_idx]["is_gold"] = True
         rows.extend(problem_rows)
     return rows
+
+
+def _judged(problem: Mapping[str, Any], texts: Sequence[str], counter: TokenCounter) -> list[Verdict]:
+    """The teacher's samples of one problem, judged (no budget: teachers think freely)."""
+    meta = json.loads(problem["meta"])
+    n = len(texts)
+    grader = meta.get("grader", "math")
+    return verdicts(texts, [problem["answer"]] * n, [grader] * n, [meta] * n, [0] * n, _NO_BUDGET, counter)
+
+
+# Sampling has no budget to fit; the judge needs a contract all the same (its fit fields are unused).
+_NO_BUDGET = BudgetSpec((1,))
 
 
 def _error_row(problem_id: str, teacher: str, error: str) -> dict[str, Any]:
