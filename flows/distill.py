@@ -1,16 +1,16 @@
-"""The BARD distillation flow: the method section, stage by stage.
+"""The BARD distillation flow: the method section, stage by stage, in the order of `tasks.stage.STAGES`.
 
-1. `tokenizer`   the student's tokenizer, which defines the budget unit (reasoning tokens);
-   `model`       the models the engines load (built ones, e.g. a GGUF conversion, are stored);
-2. `ingest`      problems with reference answers, rejected rows recorded;
-3. `sample`      n teacher chains of thought per problem, graded; the gold trace selected;
-4. `compress`    each gold trace rewritten to every smaller budget tier, validated (length within
-                 tolerance, answer still correct), retried with feedback, rejections recorded;
-5. `materialize` budget-conditioned SFT records and RL prompts, split by problem, with a card;
-6. `sft`         supervised fine-tuning of the student on them (TRL on Ray Train), probed per budget;
-7. `rl`          GRPO from the SFT checkpoint, reward = correctness x budget fidelity, probed again;
-8. `evaluate`    base, SFT and RL students (and the truncation baseline) on benchmarks across a budget
-                 grid, k samples each: accuracy with bootstrap CIs, length fidelity, an HTML report.
+- `tokenizer`   the student's tokenizer, which defines the budget unit (reasoning tokens);
+- `model`       the models the engines load (built ones, e.g. a GGUF conversion, are stored);
+- `ingest`      problems with reference answers, rejected rows recorded;
+- `sample`      n teacher chains of thought per problem, graded; the gold trace selected;
+- `compress`    each gold trace rewritten to every smaller budget tier, validated (length within
+                tolerance, answer still correct), retried with feedback, rejections recorded;
+- `materialize` budget-conditioned SFT records and RL prompts, split by problem, with a card;
+- `sft`         supervised fine-tuning of the student on them (TRL on Ray Train), probed per budget;
+- `rl`          GRPO from the SFT checkpoint, reward = correctness x budget fidelity, probed again;
+- `evaluate`    base, SFT and RL students (and the truncation baseline) on benchmarks across a budget
+                grid, k samples each: accuracy with bootstrap CIs, length fidelity, an HTML report.
 
 Every stage returns an artifact reference; a stage whose fingerprint is already committed is skipped.
 """
@@ -51,7 +51,7 @@ def _run_name() -> str:
 def _train_and_evaluate(
     ctx: StageContext, dataset: ArtifactRef, problems: ArtifactRef, tokenizer: ArtifactRef, student: ModelLocation
 ) -> None:
-    """Stages 6-8, as far as `until` lets the run go."""
+    """`sft`, `rl` and `evaluate`, as far as `until` lets the run go."""
     if not ctx.continues_after("materialize"):
         return
     sft_ref = sft(ctx, dataset, student)

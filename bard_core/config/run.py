@@ -35,19 +35,19 @@ class RunConfig(Section):
     budget: BudgetConfig = BudgetConfig()
     """The budget contract: tiers, fidelity shape, tolerance, prompt."""
     ingest: IngestConfig = IngestConfig()
-    """Stage 1: problem sources."""
+    """The `ingest` stage: problem sources."""
     sample: SampleConfig = SampleConfig()
-    """Stage 2: teacher sampling."""
+    """The `sample` stage: teacher sampling."""
     compress: CompressConfig = CompressConfig()
-    """Stage 3: compression to budget tiers."""
+    """The `compress` stage: compression to budget tiers."""
     materialize: MaterializeConfig = MaterializeConfig()
-    """Stage 4: SFT and RL datasets."""
+    """The `materialize` stage: SFT and RL datasets."""
     sft: SFTStageConfig = SFTStageConfig()
-    """Stage 5: supervised fine-tuning on the budget-conditioned data."""
+    """The `sft` stage: supervised fine-tuning on the budget-conditioned data."""
     rl: RLStageConfig = RLStageConfig()
-    """Stage 6: GRPO with reward = correctness x budget fidelity, from the SFT checkpoint."""
+    """The `rl` stage: GRPO with reward = correctness x budget fidelity, from the SFT checkpoint."""
     evaluate: EvaluateConfig = EvaluateConfig()
-    """Stage 7: every checkpoint on benchmarks across a budget grid, baselines, report."""
+    """The `evaluate` stage: every checkpoint on benchmarks across a budget grid, baselines, report."""
     watch: WatchConfig = WatchConfig()
     """The teacher watcher: sources of new teachers, and the deployment it starts for each."""
 
