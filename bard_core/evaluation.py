@@ -1,5 +1,6 @@
-"""Evaluation across budgets: scoring one generation, truncating reasoning at a budget, and aggregating
-generations into metrics with bootstrap confidence intervals.
+"""Evaluation across budgets: request rows, one batch of generations judged by ``judge`` (with the
+truncation baseline of ``truncation``), and generations aggregated into metrics with bootstrap confidence
+intervals. The training stages' probe is this evaluation too, on the validation split (``infra.probe``).
 
 A generation row (schema ``schemas.GENERATIONS``) is one of ``k`` samples of one model on one problem of
 one benchmark at one budget. Accuracy is pass@1 averaged over the ``k`` samples of a problem, then over
@@ -10,6 +11,8 @@ within-problem noise.
 
 from __future__ import annotations
 
+import json
+import math
 import random
 import statistics
 from collections import defaultdict
@@ -17,36 +20,158 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bard_core.budget import THINK_CLOSE, THINK_OPEN, BudgetSpec, parse_think
-from bard_core.grading import grade
+from bard_core.budget import BudgetSpec, TokenCounter, render_user
+from bard_core.engine import Engine, GenerationRequest, GenerationResult, SamplingParams, Usage
+from bard_core.grading import GraderKind
+from bard_core.judge import NO_OUTPUT_COLUMNS, length_summary, verdict_columns, verdicts
+from bard_core.prompting import PromptTemplate
+from bard_core.truncation import MODE_TRUNCATED as _MODE_TRUNCATED
+from bard_core.truncation import Cut, TokenCodec, finish_cut, student_metadata, truncation_cuts
 
 # How a row was produced: the budget in the prompt; the truncation baseline's uncut output (its natural
 # length, the reference for "tokens saved"); that output cut at the budget and forced to answer.
-MODE_BUDGET, MODE_UNCONSTRAINED, MODE_TRUNCATED = "budget", "unconstrained", "truncated"
+MODE_BUDGET, MODE_UNCONSTRAINED = "budget", "unconstrained"
+MODE_TRUNCATED = _MODE_TRUNCATED
+# The request mode of the truncation baseline: one unconstrained request per problem, cut at every budget.
+MODE_TRUNCATION_REQUEST = "truncation"
 
 
 @dataclass(frozen=True)
-class EvalScore:
-    correct: bool
-    closed: bool  # the think block was closed (else the output ran on and is scored wrong)
-    unparsed: bool  # closed, but the grader found no answer it could read: scored wrong and counted
-    pred_answer: str | None
+class EvalSettings:
+    """How one model is evaluated: picklable, so it travels to an engine actor inside a job spec.
+
+    A budgeted request may generate ``ceil(budget × max_new_tokens_factor) + answer_tokens`` tokens (a
+    factor of 0 makes that a fixed limit of ``answer_tokens``, as the probe uses)."""
+
+    label: str
+    spec: BudgetSpec
+    budgets_tokens: tuple[int, ...]  # the truncation baseline's grid
+    samples_per_problem: int
+    temperature: float
+    top_p: float
+    seed: int
+    max_new_tokens_factor: float
+    answer_tokens: int
+    truncation_max_new_tokens: int = 0
+    truncation_answer_tokens: int = 0
+
+    def params(self, request: Mapping[str, Any]) -> SamplingParams:
+        if request["mode"] == MODE_BUDGET:
+            max_new = math.ceil(request["budget_tokens"] * self.max_new_tokens_factor) + self.answer_tokens
+        else:
+            max_new = self.truncation_max_new_tokens
+        return SamplingParams(self.samples_per_problem, self.temperature, self.top_p, max_new, self.seed)
 
 
-def score_generation(text: str, answer: str, grader: str, meta: Mapping[str, Any]) -> EvalScore:
-    """Grade one output. Never raises on the model's text: anything unreadable is wrong, and says why."""
-    think = parse_think(text)
-    if not think.closed:
-        return EvalScore(False, False, False, None)
-    result = grade(think.final, answer, grader, meta)
-    return EvalScore(result.correct, True, not result.parsed, result.pred_answer)
+@dataclass(frozen=True)
+class TruncationPrompt:
+    """Who the truncation baseline runs on and what its prompt shows (None: no budget, the problem alone)."""
+
+    model: str
+    prompt_budget_tokens: int | None = None
 
 
-def truncation_prefix(reasoning_ids: Sequence[int], budget_tokens: int, decode: Any) -> str:
-    """The assistant prefix of the truncation baseline: the first ``budget_tokens`` reasoning tokens, then
-    a forced ``</think>`` so that the model must answer now. ``decode`` maps token ids to text."""
-    cut = decode(list(reasoning_ids[:budget_tokens])).strip()
-    return f"{THINK_OPEN}\n{cut}\n{THINK_CLOSE}\n\n"
+# --------------------------------------------------------------------------- requests
+
+
+def eval_requests(
+    benchmark: str,
+    problems: Sequence[Mapping[str, Any]],
+    models: Sequence[str],
+    budgets: Sequence[int],
+    budgeted: PromptTemplate,
+    plain: PromptTemplate,
+    truncation: TruncationPrompt | None = None,
+) -> dict[str, list[dict[str, Any]]]:
+    """Request rows (``schemas.EVAL_REQUESTS``) per model label: one per (problem, budget) with the budget
+    in the prompt, and one per problem for the truncation baseline."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for p in problems:
+        meta = json.loads(p["meta"])
+        common = {"benchmark": benchmark, "problem_id": p["problem_id"], "answer": p["answer"], "meta": p["meta"],
+                  "grader": meta.get("grader", GraderKind.MATH.value)}  # fmt: skip
+        for label in models:
+            for budget in budgets:
+                prompt = [{"role": "user", "content": render_user(budgeted, p["problem"], budget)}]
+                out.setdefault(label, []).append({**common, "model": label, "mode": MODE_BUDGET,
+                                                  "budget_tokens": budget, "prompt": prompt})  # fmt: skip
+        if truncation is not None:
+            shown = truncation.prompt_budget_tokens
+            text = render_user(budgeted, p["problem"], shown) if shown else plain.render(problem=p["problem"]).strip()
+            out.setdefault(truncation.model, []).append(
+                {**common, "model": truncation.model, "mode": MODE_TRUNCATION_REQUEST,
+                 "budget_tokens": shown or 0, "prompt": [{"role": "user", "content": text}]}
+            )  # fmt: skip
+    return out
+
+
+def prepared(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A request row with its request id and its ``meta`` parsed (once, where it enters the batch)."""
+    request_id = f"{row['benchmark']}|{row['problem_id']}|{row['mode']}|{row['budget_tokens']}"
+    return {**row, "request_id": request_id, "problem_meta": json.loads(row["meta"])}
+
+
+# --------------------------------------------------------------------------- one batch
+
+
+def evaluate_batch(
+    engine: Engine, counter: TokenCodec, rows: Sequence[Mapping[str, Any]], settings: EvalSettings
+) -> tuple[list[list[dict[str, Any]]], Usage]:
+    """Generate and judge a batch of request rows: per request, its generation rows (``schemas.GENERATIONS``
+    plus the verdict's ``parsed`` and ``fidelity``). A truncation request yields its unconstrained rows and,
+    after one more engine call for all forced answers of the batch, its truncated rows."""
+    usage, requests = Usage(), [prepared(row) for row in rows]
+    results = engine.generate([_generation_request(r, settings) for r in requests])
+    usage.add(results)
+    out: list[list[dict[str, Any]]] = []
+    forced: list[tuple[int, Cut]] = []
+    answer_params = SamplingParams(1, 0.0, 1.0, settings.truncation_answer_tokens, settings.seed)
+    for index, (request, result) in enumerate(zip(requests, results, strict=True)):
+        generated = _generation_rows(request, result, counter, settings)
+        if request["mode"] == MODE_BUDGET:
+            out.append(generated)
+            continue
+        kept, cuts = truncation_cuts(request, generated, settings.budgets_tokens, counter, answer_params)
+        out.append(kept)
+        forced += [(index, cut) for cut in cuts]
+    if forced:
+        answers = engine.generate([cut.request for _, cut in forced])
+        usage.add(answers)
+        for (index, cut), answer in zip(forced, answers, strict=True):
+            out[index].append(finish_cut(requests[index], cut, answer, settings.spec))
+    return out, usage
+
+
+def _generation_request(request: Mapping[str, Any], settings: EvalSettings) -> GenerationRequest:
+    metadata = student_metadata(request)
+    return GenerationRequest(request["request_id"], request["prompt"], settings.params(request), metadata)
+
+
+def _generation_rows(
+    request: Mapping[str, Any], result: GenerationResult, counter: TokenCounter, settings: EvalSettings
+) -> list[dict[str, Any]]:
+    mode = MODE_BUDGET if request["mode"] == MODE_BUDGET else MODE_UNCONSTRAINED
+    identity = {"model": settings.label, "benchmark": request["benchmark"], "problem_id": request["problem_id"],
+                "mode": mode, "budget_tokens": request["budget_tokens"]}  # fmt: skip
+    if result.error is not None:  # e.g. a prompt longer than the context: one row, counted as an error
+        failed = {"text": "", "reasoning_tokens": 0, "completion_tokens": 0, "finish_reason": "error"}
+        return [{**identity, "sample_idx": 0, **failed, **NO_OUTPUT_COLUMNS, "error": result.error}]
+    texts = [c.text for c in result.completions]
+    n, budget = len(texts), int(request["budget_tokens"])
+    judged = verdicts(texts, [request["answer"]] * n, [request["grader"]] * n, [request["problem_meta"]] * n,
+                      [budget] * n, settings.spec, counter)  # fmt: skip
+    return [
+        {
+            **identity,
+            "sample_idx": k,
+            "text": c.text,
+            **verdict_columns(v),
+            "error": None,
+            "completion_tokens": c.completion_tokens,
+            "finish_reason": c.finish_reason,
+        }
+        for k, (c, v) in enumerate(zip(result.completions, judged, strict=True))
+    ]
 
 
 # --------------------------------------------------------------------------- confidence intervals
@@ -95,44 +220,46 @@ def summarize(
     for row in rows:
         groups[tuple(row[k] for k in GROUP_KEYS)].append(row)
     reference = _unconstrained_lengths(rows)
-    metrics = []
-    for key, group in sorted(groups.items(), key=lambda item: tuple(str(v) for v in item[0])):
-        ok = [r for r in group if r.get("error") is None]
-        model, benchmark, mode, budget = key
-        per_problem: dict[str, list[float]] = defaultdict(list)
-        for r in ok:
-            per_problem[r["problem_id"]].append(1.0 if r["correct"] else 0.0)
-        accuracy, low, high = bootstrap_mean_ci(list(per_problem.values()), bootstrap_samples, confidence, seed)
-        lengths = [int(r["reasoning_tokens"]) for r in ok]
-        budget = int(budget)
-        fit = lengths if budget > 0 else []  # unconstrained rows have no budget to be measured against
-        unconstrained = reference.get((benchmark,))
-        mean_tokens = statistics.fmean(lengths) if lengths else float("nan")
-        metrics.append(
-            {
-                "model": model,
-                "benchmark": benchmark,
-                "mode": mode,
-                "budget_tokens": budget,
-                "problems": len(per_problem),
-                "generations": len(ok),
-                "errors": len(group) - len(ok),
-                "accuracy": accuracy,
-                "accuracy_ci_low": low,
-                "accuracy_ci_high": high,
-                "mean_reasoning_tokens": mean_tokens,
-                "median_reasoning_tokens": float(statistics.median(lengths)) if lengths else float("nan"),
-                "mean_relative_deviation": statistics.fmean(abs(n - budget) / budget for n in fit)
-                if fit
-                else float("nan"),
-                "within_tolerance": _fraction([spec.within(n, budget) for n in fit]),
-                "over_budget": _fraction([n > spec.bounds(budget)[1] for n in fit]),
-                "unclosed": _fraction([not r["closed"] for r in ok]),
-                "unparsed": sum(bool(r["unparsed"]) for r in ok),
-                "tokens_saved": 1.0 - mean_tokens / unconstrained if unconstrained else float("nan"),
-            }
-        )
-    return metrics
+    ordered = sorted(groups.items(), key=lambda item: tuple(str(v) for v in item[0]))
+    return [_metrics_row(key, group, spec, reference, (bootstrap_samples, confidence, seed)) for key, group in ordered]
+
+
+def _metrics_row(
+    key: tuple[Any, ...],
+    group: Sequence[Mapping[str, Any]],
+    spec: BudgetSpec,
+    reference: Mapping[tuple[str], float],
+    bootstrap: tuple[int, float, int],
+) -> dict[str, Any]:
+    ok = [r for r in group if r.get("error") is None]
+    model, benchmark, mode, budget = key
+    per_problem: dict[str, list[float]] = defaultdict(list)
+    for r in ok:
+        per_problem[r["problem_id"]].append(1.0 if r["correct"] else 0.0)
+    accuracy, low, high = bootstrap_mean_ci(list(per_problem.values()), *bootstrap)
+    # Unconstrained rows (budget 0) have no budget to be measured against: their fit figures are NaN.
+    lengths = length_summary([int(r["reasoning_tokens"]) for r in ok], int(budget), spec)
+    unconstrained = reference.get((benchmark,))
+    return {
+        "model": model,
+        "benchmark": benchmark,
+        "mode": mode,
+        "budget_tokens": int(budget),
+        "problems": len(per_problem),
+        "generations": len(ok),
+        "errors": len(group) - len(ok),
+        "accuracy": accuracy,
+        "accuracy_ci_low": low,
+        "accuracy_ci_high": high,
+        "mean_reasoning_tokens": lengths["mean_tokens"],
+        "median_reasoning_tokens": lengths["median_tokens"],
+        "mean_relative_deviation": lengths["mean_relative_deviation"],
+        "within_tolerance": lengths["within_tolerance"],
+        "over_budget": lengths["over_budget"],
+        "unclosed": _fraction([not r["closed"] for r in ok]),
+        "unparsed": sum(bool(r["unparsed"]) for r in ok),
+        "tokens_saved": 1.0 - lengths["mean_tokens"] / unconstrained if unconstrained else float("nan"),
+    }
 
 
 def _unconstrained_lengths(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str], float]:

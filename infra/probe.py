@@ -1,4 +1,5 @@
-"""The budget-following probe: greedy generations of a model at every budget tier on held-out problems.
+"""The budget-following probe: the evaluation (``bard_core.evaluation.evaluate_batch``, judged by
+``bard_core.judge``) on the validation split, greedy, one sample, at every budget tier.
 
 Training stages run it on the driver after fitting (and on the base model before SFT), so that every
 checkpoint artifact says how well its reasoning length follows the requested budget, and how accurate it is.
@@ -7,15 +8,16 @@ checkpoint artifact says how well its reasoning length follows the requested bud
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from bard_core.budget import BudgetSpec, HFTokenCounter, parse_think
+from bard_core import schemas
+from bard_core.budget import BudgetSpec, HFTokenCounter
 from bard_core.config import HFEngineConfig, ProbeConfig
-from bard_core.engine import GenerationRequest, SamplingParams
+from bard_core.engine import Engine
+from bard_core.evaluation import MODE_BUDGET, EvalSettings, evaluate_batch
 from bard_core.metrics import budget_following
-from bard_core.rewards import score
+from bard_core.truncation import TokenCodec
 
 
 def probe_prompts(records: Sequence[Mapping[str, Any]], problems: int) -> list[Mapping[str, Any]]:
@@ -28,49 +30,56 @@ def probe_prompts(records: Sequence[Mapping[str, Any]], problems: int) -> list[M
     )
 
 
-def run_probe(
-    model_dir: str, records: Sequence[Mapping[str, Any]], spec: BudgetSpec, cfg: ProbeConfig, label: str
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Generate, score and summarise; returns (one row per generation, budget-following summary)."""
-    from infra.engines.hf import HFEngine
+# The probe's "benchmark": the dataset's validation split, every problem at every tier.
+PROBE_BENCHMARK = "validation"
 
+
+def probe_requests(records: Sequence[Mapping[str, Any]], label: str) -> list[dict[str, Any]]:
+    """RL validation records (their prompts already carry the budget) as budgeted eval request rows."""
+    keys = ("problem_id", "budget_tokens", "prompt", "answer", "grader", "meta")
+    return [
+        {**{k: r[k] for k in keys}, "model": label, "benchmark": PROBE_BENCHMARK, "mode": MODE_BUDGET} for r in records
+    ]
+
+
+def probe_settings(spec: BudgetSpec, cfg: ProbeConfig, label: str) -> EvalSettings:
+    """Greedy, one sample, a fixed generation limit (factor 0: ``max_new_tokens`` at every budget)."""
+    return EvalSettings(label, spec, spec.tiers_tokens, 1, 0.0, 1.0, 0, 0.0, cfg.max_new_tokens)
+
+
+def probe_row(generation: Mapping[str, Any]) -> dict[str, Any]:
+    """A generation row as a probe row (``schemas.PROBE``)."""
+    return {name: generation[name] for name in schemas.PROBE.names}
+
+
+def probe_model(
+    engine: Engine,
+    counter: TokenCodec,
+    records: Sequence[Mapping[str, Any]],
+    spec: BudgetSpec,
+    cfg: ProbeConfig,
+    label: str,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The evaluation (``evaluate_batch``) of one model on the probe's problems; returns (one row per
+    generation, budget-following summary)."""
     prompts = probe_prompts(records, cfg.problems)
     if not prompts:
         return [], {}
-    engine = HFEngine(HFEngineConfig(model=label, max_batch_size=cfg.batch_size), model_dir)
-    params = SamplingParams(n=1, temperature=0.0, top_p=1.0, max_new_tokens=cfg.max_new_tokens, seed=0)
-    requests = [GenerationRequest(f"{r['problem_id']}@{r['budget_tokens']}", r["prompt"], params) for r in prompts]
-    results = engine.generate(requests)
-    texts = [result.completions[0].text if result.completions else "" for result in results]
-    # An output that never closes its think block is counted at its generated length.
-    lengths = HFTokenCounter(engine.tokenizer).count_many(
-        [
-            (think.reasoning if think.reasoning is not None else text)
-            for text, think in ((t, parse_think(t)) for t in texts)
-        ]
+    generated, _usage = evaluate_batch(
+        engine, counter, probe_requests(prompts, label), probe_settings(spec, cfg, label)
     )
-    rows = []
-    for record, text, length in zip(prompts, texts, lengths, strict=True):
-        scored = score(
-            text,
-            record["answer"],
-            int(record["budget_tokens"]),
-            spec,
-            length,
-            record["grader"],
-            json.loads(record["meta"]),
-        )
-        rows.append(
-            {
-                "model": label,
-                "problem_id": record["problem_id"],
-                "budget_tokens": int(record["budget_tokens"]),
-                "reasoning_tokens": length,
-                "correct": bool(scored.correct),
-                "parsed": scored.parsed,
-                "fidelity": scored.fidelity,
-                "reward": scored.reward,
-                "text": text,
-            }
-        )
-    return rows, {**budget_following(rows, spec), "precision": engine.precision.stats()}
+    rows = [probe_row(g) for per_request in generated for g in per_request]
+    return rows, budget_following(rows, spec)
+
+
+def run_probe(
+    model_dir: str, records: Sequence[Mapping[str, Any]], spec: BudgetSpec, cfg: ProbeConfig, label: str
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """``probe_model`` on the driver with the HF engine, its precision added to the summary."""
+    from infra.engines.hf import HFEngine
+
+    if not probe_prompts(records, cfg.problems):
+        return [], {}
+    engine = HFEngine(HFEngineConfig(model=label, max_batch_size=cfg.batch_size), model_dir)
+    rows, summary = probe_model(engine, HFTokenCounter(engine.tokenizer), records, spec, cfg, label)
+    return rows, {**summary, "precision": engine.precision.stats()}

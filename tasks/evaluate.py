@@ -19,7 +19,6 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from bard_core import schemas
-from bard_core.budget import render_user
 from bard_core.config import (
     BenchmarkConfig,
     BundledBenchmark,
@@ -29,8 +28,7 @@ from bard_core.config import (
     FileSourceConfig,
     IngestedBenchmark,
 )
-from bard_core.evaluation import MODE_BUDGET, summarize
-from bard_core.grading import GraderKind
+from bard_core.evaluation import EvalSettings, TruncationPrompt, eval_requests, summarize
 from bard_core.plots import evaluation_plots
 from bard_core.problems import ProblemCollector
 from bard_core.prompting import load_prompt
@@ -45,7 +43,6 @@ from tasks.models import ModelLocation
 from tasks.stage import StageContext, StageResult, StageSpec, execute, logger, stage_config
 
 VERSION = 1
-MODE_TRUNCATION_REQUEST = "truncation"  # one request per problem; cut at every budget by the job
 
 
 def _as_source(bench: BundledBenchmark | FileBenchmark) -> BundledSourceConfig | FileSourceConfig:
@@ -78,29 +75,11 @@ def load_benchmark(
 def _requests(
     cfg: EvaluateConfig, ctx: StageContext, name: str, problems: list[dict[str, Any]], budgets: tuple[int, ...]
 ) -> dict[str, list[dict[str, Any]]]:
-    """Request rows per model label: one per (problem, budget) with the budget in the prompt, and one per
-    problem for the truncation baseline."""
-    import json
-
+    """Request rows per model label (``bard_core.evaluation.eval_requests``) with the run's prompt files."""
     budgeted, plain = load_prompt(ctx.cfg.budget.user_template), load_prompt(ctx.cfg.budget.agnostic_template)
-    out: dict[str, list[dict[str, Any]]] = {}
-    for p in problems:
-        meta = json.loads(p["meta"])
-        common = {"benchmark": name, "problem_id": p["problem_id"], "answer": p["answer"], "meta": p["meta"]}
-        common["grader"] = meta.get("grader", GraderKind.MATH.value)
-        for label in cfg.models:
-            for budget in budgets:
-                prompt = [{"role": "user", "content": render_user(budgeted, p["problem"], budget)}]
-                out.setdefault(label, []).append({**common, "model": label, "mode": MODE_BUDGET,
-                                                  "budget_tokens": budget, "prompt": prompt})  # fmt: skip
-        if cfg.truncation is not None:
-            shown = cfg.truncation.prompt_budget_tokens
-            text = render_user(budgeted, p["problem"], shown) if shown else plain.render(problem=p["problem"]).strip()
-            out.setdefault(cfg.truncation.model, []).append(
-                {**common, "model": cfg.truncation.model, "mode": MODE_TRUNCATION_REQUEST,
-                 "budget_tokens": shown or 0, "prompt": [{"role": "user", "content": text}]}
-            )  # fmt: skip
-    return out
+    trunc = cfg.truncation
+    truncation = TruncationPrompt(trunc.model, trunc.prompt_budget_tokens) if trunc is not None else None
+    return eval_requests(name, problems, cfg.models, budgets, budgeted, plain, truncation)
 
 
 def _benchmark_identity(bench: BenchmarkConfig) -> str | None:
@@ -188,11 +167,12 @@ def _generate(
     trunc = cfg.truncation
 
     def make_job(worker: EngineWorker) -> EvalJobSpec:
-        return EvalJobSpec(
-            worker, label, ctx.cfg.budget.spec(), tuple(budgets), cfg.samples_per_problem, cfg.temperature,
+        settings = EvalSettings(
+            label, ctx.cfg.budget.spec(), tuple(budgets), cfg.samples_per_problem, cfg.temperature,
             cfg.top_p, cfg.seed, cfg.max_new_tokens_factor, cfg.answer_tokens,
             trunc.max_new_tokens if trunc else 0, trunc.answer_tokens if trunc else 0,
         )  # fmt: skip
+        return EvalJobSpec(worker, settings)
 
     return run_engine_stage(
         ctx, writer, f"generations_{label}", table, cfg.shard_rows, setup, make_job, schemas.GENERATIONS

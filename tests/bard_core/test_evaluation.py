@@ -1,9 +1,10 @@
-"""Evaluation maths: scoring, truncation, bootstrap intervals and metric aggregation."""
+"""Evaluation maths: judging a generation, the truncation prefix, bootstrap intervals and metric aggregation."""
 
 from __future__ import annotations
 
 import math
 import random
+from typing import Any
 
 import pytest
 
@@ -14,12 +15,17 @@ from bard_core.evaluation import (
     MODE_UNCONSTRAINED,
     bootstrap_mean_ci,
     recompute_accuracy,
-    score_generation,
     summarize,
-    truncation_prefix,
 )
+from bard_core.judge import Verdict, judge
+from bard_core.truncation import truncation_prefix
 
 SPEC = BudgetSpec((16, 32, 64, 128), "target", 0.25)
+
+
+def score_generation(text: str, answer: str, grader: str, meta: dict[str, Any]) -> Verdict:
+    """An evaluation row's verdict (its length and budget play no part in these cases)."""
+    return judge(text, answer, grader, meta, 32, SPEC, 0)
 
 
 def test_scoring_tells_wrong_unclosed_and_unparsed_apart() -> None:
