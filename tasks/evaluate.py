@@ -82,6 +82,24 @@ def _requests(
     return eval_requests(name, problems, cfg.models, budgets, budgeted, plain, truncation)
 
 
+def _all_requests(
+    ctx: StageContext, cfg: EvaluateConfig, problems: ArtifactRef, budgets: tuple[int, ...]
+) -> tuple[dict[str, list[dict[str, Any]]], list[dict[str, Any]], dict[str, int]]:
+    """(request rows per model label, rejected benchmark rows, accepted problems per benchmark)."""
+    by_label: dict[str, list[dict[str, Any]]] = {}
+    rejected: list[dict[str, Any]] = []
+    counts: dict[str, int] = {}
+    for bench in cfg.benchmarks:
+        accepted, bad = load_benchmark(ctx, bench, problems)
+        rejected += [{**r, "source": f"{bench.name}:{r['source']}"} for r in bad]
+        counts[bench.name] = len(accepted)
+        if bad:
+            logger().warning("evaluate: %s: %d rows skipped (%s)", bench.name, len(bad), _reasons(bad))
+        for label, rows in _requests(cfg, ctx, bench.name, accepted, budgets).items():
+            by_label.setdefault(label, []).extend(rows)
+    return by_label, rejected, counts
+
+
 def _benchmark_identity(bench: BenchmarkConfig) -> str | None:
     if isinstance(bench, IngestedBenchmark):
         return None  # the ingest artifact's fingerprint is an input already
@@ -107,17 +125,7 @@ def evaluate(
 
     def build(writer: ArtifactWriter) -> StageResult:
         log = logger()
-        by_label: dict[str, list[dict[str, Any]]] = {}
-        rejected: list[dict[str, Any]] = []
-        counts: dict[str, int] = {}
-        for bench in cfg.benchmarks:
-            accepted, bad = load_benchmark(ctx, bench, problems)
-            rejected += [{**r, "source": f"{bench.name}:{r['source']}"} for r in bad]
-            counts[bench.name] = len(accepted)
-            if bad:
-                log.warning("evaluate: %s: %d rows skipped (%s)", bench.name, len(bad), _reasons(bad))
-            for label, rows in _requests(cfg, ctx, bench.name, accepted, budgets).items():
-                by_label.setdefault(label, []).extend(rows)
+        by_label, rejected, counts = _all_requests(ctx, cfg, problems, budgets)
         writer.write_table("rejections", pa.Table.from_pylist(rejected, schema=schemas.REJECTIONS))
         usage: dict[str, Any] = {}
         backends: set[str] = set()
