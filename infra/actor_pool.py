@@ -9,8 +9,6 @@ a stage can persist shards while later ones are still generating.
 from __future__ import annotations
 
 import logging
-import os
-import signal
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -20,15 +18,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from bard_core.engine import USAGE_FIELDS, Usage
+from infra.faults import maybe_kill_actor
 from infra.progress import Bar, verbose
 
 log = logging.getLogger(__name__)
 
 SHARD, ROW = "__shard", "__row"
 USAGE_COLUMNS = (*(f"__{name}" for name in USAGE_FIELDS), "__worker_cpu_s")
-# Test-only switch: the first actor to reach its second batch kills itself (SIGKILL) once; the marker
-# file named by the variable records that it happened.
-KILL_ENV = "BARD_KILL_ACTOR_ONCE"
 BACKEND = "__backend"  # what ran: set on the first row of each batch
 
 
@@ -50,7 +46,7 @@ class JobActor:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         self.batches += 1
-        _maybe_die(self.batches)
+        maybe_kill_actor(self.batches)  # test-only fault switch (infra.faults)
         cpu0 = time.process_time()
         rows = batch.to_pylist()
         outputs, usage = self.job.process(rows)
@@ -67,17 +63,6 @@ class JobActor:
         for name, value in zip(USAGE_COLUMNS, values, strict=True):
             table = table.append_column(name, pa.array([value] + [0] * (table.num_rows - 1), pa.float64()))
         return table.append_column(BACKEND, pa.array([self.job.backend] + [None] * (table.num_rows - 1), pa.string()))
-
-
-def _maybe_die(batches: int) -> None:
-    marker = os.environ.get(KILL_ENV)
-    if not marker or batches != 2:
-        return
-    try:
-        os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-    except FileExistsError:
-        return
-    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def run_actor_pool(

@@ -11,11 +11,8 @@ import difflib
 import hashlib
 import json
 import logging
-import os
 import random
-import signal
 import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from pathlib import Path
@@ -24,11 +21,10 @@ from typing import Any
 from bard_core.config import RLStageConfig, SFTStageConfig
 from bard_core.config.training import LoraConfig
 from bard_core.precision import Precision, PrecisionChoice
+from infra.faults import train_kill_callback
 from infra.precision import training_precision
 
 log = logging.getLogger(__name__)
-
-KILL_TRAIN_ENV = "BARD_KILL_TRAIN_WORKER_AT_STEP"  # test-only: "STEP:MARKER_FILE" kills rank 0 once at STEP
 
 
 class TrainingConfigError(ValueError):
@@ -156,27 +152,6 @@ def apply_lora(model: Any, lora: LoraConfig | None) -> Any:
     return get_peft_model(model, peft_config)
 
 
-class _KillOnce:
-    """Test-only TrainerCallback: SIGKILL rank 0 once at a given step (a worker lost mid-training)."""
-
-    def __init__(self, spec: str) -> None:
-        step, _, marker = spec.partition(":")
-        self.step, self.marker = int(step), marker
-
-    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        if state.global_step != self.step or not state.is_world_process_zero:
-            return
-        try:
-            os.close(os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-        except FileExistsError:
-            return
-        # Ray Train's controller collects reported checkpoints by polling the workers; a worker dying
-        # within milliseconds of a report can take that report with it. Lose the worker a little later,
-        # as a real failure would, so the test checks resuming rather than the polling race.
-        time.sleep(5.0)
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
 def _callbacks() -> list[Any]:
     from ray.train.huggingface.transformers import RayTrainReportCallback
     from transformers import TrainerCallback
@@ -187,9 +162,9 @@ def _callbacks() -> list[Any]:
     board = step_board()  # the driver's steps bar
     if board is not None:
         callbacks.append(type("StepsToDriver", (StepsToDriver, TrainerCallback), {})(board))
-    spec = os.environ.get(KILL_TRAIN_ENV)
-    if spec:
-        callbacks.append(type("KillOnce", (_KillOnce, TrainerCallback), {})(spec))
+    kill = train_kill_callback(TrainerCallback)  # test-only fault switch (infra.faults)
+    if kill is not None:
+        callbacks.append(kill)
     return callbacks
 
 

@@ -20,11 +20,12 @@ from bard_core.config import EngineConfig, OpenAIEngineConfig, ResourcesConfig
 from bard_core.engine import USAGE_FIELDS
 from infra.actor_pool import BatchJob, run_actor_pool
 from infra.engines import actor_options, engine_identity, loads_weights
+from infra.faults import maybe_fail
 from infra.jobs import EngineWorker
 from infra.store import ArtifactRef
 from infra.writer import ArtifactWriter
 from tasks.models import ModelLocation
-from tasks.stage import StageContext, logger, maybe_fail
+from tasks.stage import StageContext, logger
 
 
 @dataclass(frozen=True)

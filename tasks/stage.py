@@ -10,12 +10,10 @@ in the run manifest and publishes a summary to the Prefect UI. Config sections e
 from __future__ import annotations
 
 import logging
-import os
 import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from prefect.artifacts import create_markdown_artifact
@@ -27,18 +25,13 @@ from bard_core.config import RunConfig, Section
 from bard_core.fingerprint import fingerprint
 from bard_core.manifest import Manifest
 from bard_core.prompting import load_prompt
+from infra.faults import maybe_fail
 from infra.ray_runtime import RaySession
 from infra.store import ArtifactRef, ArtifactStore, utc_now
 from infra.writer import ArtifactWriter
 from tasks.reporting import stage_markdown
 
 STAGES = ("tokenizer", "model", "ingest", "sample", "compress", "materialize", "sft", "rl", "evaluate")
-FAIL_FILE_ENV = "BARD_FAIL_STAGE_FILE"
-FAIL_ENV = "BARD_FAIL_STAGE"  # test-only fault injection: "compress" or "compress:after_shards=1"
-
-
-class InjectedFailureError(RuntimeError):
-    """Raised by the test-only fault switch (``BARD_FAIL_STAGE``)."""
 
 
 class StageNotSelectedError(RuntimeError):
@@ -190,25 +183,3 @@ def _finish(ctx: StageContext, stage: str, ref: ArtifactRef, status: str, manife
             description=f"{stage}: {status} ({ref.key})",
         )
     return ref
-
-
-def maybe_fail(stage: str, shards_done: int | None) -> None:
-    """Test-only switches: ``BARD_FAIL_STAGE=compress`` fails before any work, ``...:after_shards=N`` after N.
-    ``BARD_FAIL_STAGE_FILE=PATH``: the spec read from a file instead, as ``STAGE[:after_shards=N] [TIMES]``;
-    it fires TIMES times (default 1), then deletes itself, so a long-running serve process can be armed for
-    one run (TIMES covering the task's own retries) and a later retry succeeds."""
-    value, armed = os.environ.get(FAIL_ENV, ""), Path(os.environ.get(FAIL_FILE_ENV) or "/nonexistent")
-    times = None
-    if armed.is_file():
-        value, _, count = armed.read_text(encoding="utf-8").strip().partition(" ")
-        times = int(count or 1)
-    name, _, option = value.partition(":")
-    if name != stage:
-        return
-    after = int(option.split("=", 1)[1]) if option.startswith("after_shards=") else None
-    if (after is None and shards_done is None) or (after is not None and shards_done == after):
-        if times is not None and times > 1:
-            armed.write_text(f"{value} {times - 1}", encoding="utf-8")
-        elif times is not None:
-            armed.unlink()
-        raise InjectedFailureError(f"{FAIL_ENV}={value}: injected failure in stage {stage!r}")

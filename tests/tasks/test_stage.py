@@ -9,6 +9,7 @@ import pytest
 
 from bard_core.config import RunConfig
 from bard_core.recipes import load_config
+from infra.faults import InjectedFailureError, maybe_fail
 from infra.ray_runtime import RaySession
 from infra.store import ArtifactRef, ArtifactStore
 from infra.writer import ArtifactWriter
@@ -16,14 +17,12 @@ from tasks.compress import compress_spec
 from tasks.engine_stage import engine_setup
 from tasks.sample import sample_spec
 from tasks.stage import (
-    InjectedFailureError,
     RunRecord,
     StageContext,
     StageNotSelectedError,
     StageResult,
     StageSpec,
     execute,
-    maybe_fail,
     stage_config,
 )
 
