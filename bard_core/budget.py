@@ -23,7 +23,10 @@ from bard_core.prompting import PromptTemplate
 
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
+# The fields of the student's user-turn prompt files: budgeted (``budget.user_template``) and budget-free
+# (``budget.agnostic_template``); stages check their files against these when they start.
 USER_TEMPLATE_FIELDS = frozenset({"problem", "budget_tokens"})
+AGNOSTIC_TEMPLATE_FIELDS = frozenset({"problem"})
 
 
 class FidelityShape(str, Enum):

@@ -43,6 +43,7 @@ class CompressionJob:
     problem_id: str
     problem: str
     answer: str
+    grader: str  # a GraderKind value (the problems column)
     meta: Mapping[str, Any]
     reasoning: str
     final: str
@@ -74,6 +75,7 @@ def jobs_for(
                     problem_id=str(trace["problem_id"]),
                     problem=str(problem["problem"]),
                     answer=str(problem["answer"]),
+                    grader=str(problem["grader"]),
                     meta=json.loads(problem["meta"]),
                     reasoning=str(trace["reasoning"]),
                     final=str(trace["final"]),
@@ -155,7 +157,7 @@ def compress_batch(
         judged = verdicts(
             texts,
             [jobs[i].answer for i in pending],
-            [jobs[i].meta.get("grader", "math") for i in pending],
+            [jobs[i].grader for i in pending],
             [jobs[i].meta for i in pending],
             [jobs[i].budget_tokens for i in pending],
             spec,

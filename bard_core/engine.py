@@ -146,10 +146,5 @@ class Usage:
             self.completion_tokens += r.completion_tokens
             self.cost_usd += r.cost_usd
 
-    def merge(self, other: Usage | dict[str, float]) -> None:
-        values = other.as_dict() if isinstance(other, Usage) else other
-        for name in USAGE_FIELDS:
-            setattr(self, name, type(getattr(self, name))(getattr(self, name) + values.get(name, 0)))
-
     def as_dict(self) -> dict[str, float]:
         return {name: getattr(self, name) for name in USAGE_FIELDS}

@@ -22,18 +22,10 @@ from typing import Any
 
 from bard_core.budget import BudgetSpec, TokenCounter, render_user
 from bard_core.engine import Engine, GenerationRequest, GenerationResult, SamplingParams, Usage
-from bard_core.grading import GraderKind
 from bard_core.judge import NO_OUTPUT_COLUMNS, length_summary, verdict_columns, verdicts
 from bard_core.prompting import PromptTemplate
-from bard_core.truncation import MODE_TRUNCATED as _MODE_TRUNCATED
+from bard_core.schemas import EvalMode
 from bard_core.truncation import Cut, TokenCodec, finish_cut, student_metadata, truncation_cuts
-
-# How a row was produced: the budget in the prompt; the truncation baseline's uncut output (its natural
-# length, the reference for "tokens saved"); that output cut at the budget and forced to answer.
-MODE_BUDGET, MODE_UNCONSTRAINED = "budget", "unconstrained"
-MODE_TRUNCATED = _MODE_TRUNCATED
-# The request mode of the truncation baseline: one unconstrained request per problem, cut at every budget.
-MODE_TRUNCATION_REQUEST = "truncation"
 
 
 @dataclass(frozen=True)
@@ -56,7 +48,7 @@ class EvalSettings:
     truncation_answer_tokens: int = 0
 
     def params(self, request: Mapping[str, Any]) -> SamplingParams:
-        if request["mode"] == MODE_BUDGET:
+        if request["mode"] == EvalMode.BUDGET:
             max_new = math.ceil(request["budget_tokens"] * self.max_new_tokens_factor) + self.answer_tokens
         else:
             max_new = self.truncation_max_new_tokens
@@ -87,19 +79,18 @@ def eval_requests(
     in the prompt, and one per problem for the truncation baseline."""
     out: dict[str, list[dict[str, Any]]] = {}
     for p in problems:
-        meta = json.loads(p["meta"])
         common = {"benchmark": benchmark, "problem_id": p["problem_id"], "answer": p["answer"], "meta": p["meta"],
-                  "grader": meta.get("grader", GraderKind.MATH.value)}  # fmt: skip
+                  "grader": p["grader"]}  # fmt: skip
         for label in models:
             for budget in budgets:
                 prompt = [{"role": "user", "content": render_user(budgeted, p["problem"], budget)}]
-                out.setdefault(label, []).append({**common, "model": label, "mode": MODE_BUDGET,
+                out.setdefault(label, []).append({**common, "model": label, "mode": EvalMode.BUDGET.value,
                                                   "budget_tokens": budget, "prompt": prompt})  # fmt: skip
         if truncation is not None:
             shown = truncation.prompt_budget_tokens
             text = render_user(budgeted, p["problem"], shown) if shown else plain.render(problem=p["problem"]).strip()
             out.setdefault(truncation.model, []).append(
-                {**common, "model": truncation.model, "mode": MODE_TRUNCATION_REQUEST,
+                {**common, "model": truncation.model, "mode": EvalMode.TRUNCATION.value,
                  "budget_tokens": shown or 0, "prompt": [{"role": "user", "content": text}]}
             )  # fmt: skip
     return out
@@ -128,7 +119,7 @@ def evaluate_batch(
     answer_params = SamplingParams(1, 0.0, 1.0, settings.truncation_answer_tokens, settings.seed)
     for index, (request, result) in enumerate(zip(requests, results, strict=True)):
         generated = _generation_rows(request, result, counter, settings)
-        if request["mode"] == MODE_BUDGET:
+        if request["mode"] == EvalMode.BUDGET:
             out.append(generated)
             continue
         kept, cuts = truncation_cuts(request, generated, settings.budgets_tokens, counter, answer_params)
@@ -150,9 +141,9 @@ def _generation_request(request: Mapping[str, Any], settings: EvalSettings) -> G
 def _generation_rows(
     request: Mapping[str, Any], result: GenerationResult, counter: TokenCounter, settings: EvalSettings
 ) -> list[dict[str, Any]]:
-    mode = MODE_BUDGET if request["mode"] == MODE_BUDGET else MODE_UNCONSTRAINED
+    mode = EvalMode.BUDGET if request["mode"] == EvalMode.BUDGET else EvalMode.UNCONSTRAINED
     identity = {"model": settings.label, "benchmark": request["benchmark"], "problem_id": request["problem_id"],
-                "mode": mode, "budget_tokens": request["budget_tokens"]}  # fmt: skip
+                "mode": mode.value, "budget_tokens": request["budget_tokens"]}  # fmt: skip
     if result.error is not None:  # e.g. a prompt longer than the context: one row, counted as an error
         failed = {"text": "", "reasoning_tokens": 0, "completion_tokens": 0, "finish_reason": "error"}
         return [{**identity, "sample_idx": 0, **failed, **NO_OUTPUT_COLUMNS, "error": result.error}]
@@ -266,7 +257,7 @@ def _unconstrained_lengths(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str]
     """Mean reasoning length of the unconstrained reference per benchmark (absent: no reference)."""
     lengths: dict[tuple[str], list[int]] = defaultdict(list)
     for row in rows:
-        if row["mode"] == MODE_UNCONSTRAINED and row.get("error") is None:
+        if row["mode"] == EvalMode.UNCONSTRAINED and row.get("error") is None:
             lengths[(row["benchmark"],)].append(int(row["reasoning_tokens"]))
     return {key: statistics.fmean(values) for key, values in lengths.items() if values}
 

@@ -67,7 +67,6 @@ def rl_records(
     records = []
     for problem_id in problem_ids:
         problem = problems[problem_id]
-        meta = json.loads(problem["meta"])
         for budget in spec.tiers_tokens:
             records.append(
                 {
@@ -76,7 +75,7 @@ def rl_records(
                     "answer": problem["answer"],
                     "budget_tokens": budget,
                     "prompt": [{"role": "user", "content": render_user(template, problem["problem"], budget)}],
-                    "grader": meta.get("grader", "math"),
+                    "grader": problem["grader"],
                     "meta": problem["meta"],
                 }
             )

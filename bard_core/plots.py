@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from bard_core.budget import BudgetSpec
+from bard_core.schemas import EvalMode
 
 
 def tier_length_histograms(
@@ -84,7 +85,7 @@ def budget_following_plot(summaries: Mapping[str, Mapping[str, Any]], spec: Budg
 
 def series_label(row: Mapping[str, Any]) -> str:
     """How an evaluation series is named in plots and tables: the model, or the baseline built from it."""
-    return row["model"] if row["mode"] == "budget" else f"{row['mode']}({row['model']})"
+    return row["model"] if row["mode"] == EvalMode.BUDGET else f"{row['mode']}({row['model']})"
 
 
 def evaluation_plots(metrics: Sequence[Mapping[str, Any]], spec: BudgetSpec, out_dir: Path) -> dict[str, Path]:
@@ -95,7 +96,7 @@ def evaluation_plots(metrics: Sequence[Mapping[str, Any]], spec: BudgetSpec, out
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [m for m in metrics if m["mode"] != "unconstrained"]
+    rows = [m for m in metrics if m["mode"] != EvalMode.UNCONSTRAINED]
     benchmarks = sorted({m["benchmark"] for m in rows})
     plots: dict[str, Path] = {}
     for benchmark in benchmarks:

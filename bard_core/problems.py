@@ -270,7 +270,6 @@ class ProblemCollector:
     def _accept(self, raw: RawRow, problem_id: str, split: str, grader: GraderKind) -> None:
         self._texts[normalize_text(str(raw.problem))] = problem_id
         self._ids.add(problem_id)
-        meta = {"grader": grader.value, **raw.meta}
         self.accepted.append(
             {
                 "problem_id": problem_id,
@@ -278,7 +277,8 @@ class ProblemCollector:
                 "problem": str(raw.problem).strip(),
                 "answer": str(raw.answer).strip(),
                 "split": split,
-                "meta": json.dumps(meta, sort_keys=True, ensure_ascii=False),
+                "grader": grader.value,
+                "meta": json.dumps(raw.meta, sort_keys=True, ensure_ascii=False),
             }
         )
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bard_core.plots import series_label
+from bard_core.schemas import EvalMode
 
 COLUMNS: tuple[tuple[str, str, str], ...] = (
     # (metric key, header, format)
@@ -53,7 +54,7 @@ def metrics_table_rows(metrics: Sequence[Mapping[str, Any]]) -> list[list[str]]:
     body = [
         [m["benchmark"], series_label(m), str(m["budget_tokens"]), *(_fmt(m.get(k), f, m) for k, _, f in COLUMNS)]
         for m in _ordered(metrics)
-        if m["mode"] != "unconstrained"
+        if m["mode"] != EvalMode.UNCONSTRAINED
     ]
     return [header, *body]
 
@@ -73,7 +74,7 @@ def _html_table(rows: list[list[str]], table_id: str) -> str:
 def _unconstrained_note(metrics: Sequence[Mapping[str, Any]]) -> list[str]:
     notes = []
     for m in _ordered(metrics):
-        if m["mode"] == "unconstrained":
+        if m["mode"] == EvalMode.UNCONSTRAINED:
             notes.append(
                 f"{m['benchmark']}: {m['model']} unconstrained: accuracy {_fmt(m['accuracy'], 'pct', m)}, "
                 f"mean reasoning tokens {_fmt(m['mean_reasoning_tokens'], 'f1', m)} (the reference for tokens saved)"
@@ -136,8 +137,8 @@ def compare_rows(
     def key(m: Mapping[str, Any]) -> tuple[str, str, int]:
         return (m["benchmark"], series_label(m), int(m["budget_tokens"]))
 
-    a = {key(m): m for m in first if m["mode"] != "unconstrained"}
-    b = {key(m): m for m in second if m["mode"] != "unconstrained"}
+    a = {key(m): m for m in first if m["mode"] != EvalMode.UNCONSTRAINED}
+    b = {key(m): m for m in second if m["mode"] != EvalMode.UNCONSTRAINED}
     header = ["benchmark", "series", "budget"]
     header += [f"accuracy {names[0]}", f"accuracy {names[1]}", "Δ accuracy"]
     header += [f"tokens {names[0]}", f"tokens {names[1]}", "Δ tokens"]

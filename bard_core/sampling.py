@@ -96,10 +96,8 @@ def traces_from_results(
 
 def _judged(problem: Mapping[str, Any], texts: Sequence[str], counter: TokenCounter) -> list[Verdict]:
     """The teacher's samples of one problem, judged (no budget: teachers think freely)."""
-    meta = json.loads(problem["meta"])
-    n = len(texts)
-    grader = meta.get("grader", "math")
-    return verdicts(texts, [problem["answer"]] * n, [grader] * n, [meta] * n, [0] * n, _NO_BUDGET, counter)
+    meta, n = json.loads(problem["meta"]), len(texts)
+    return verdicts(texts, [problem["answer"]] * n, [problem["grader"]] * n, [meta] * n, [0] * n, _NO_BUDGET, counter)
 
 
 # Sampling has no budget to fit; the judge needs a contract all the same (its fit fields are unused).

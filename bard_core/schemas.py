@@ -6,7 +6,20 @@ fails with the artifact, the column and the stage that needed it.
 
 from __future__ import annotations
 
+from enum import Enum
+
 import pyarrow as pa
+
+
+class EvalMode(str, Enum):
+    """How an evaluation row was produced: the ``mode`` column of ``EVAL_REQUESTS``, ``GENERATIONS`` and
+    ``METRICS`` (rows store the value)."""
+
+    BUDGET = "budget"  # the budget in the prompt
+    UNCONSTRAINED = "unconstrained"  # the truncation baseline's uncut output: the reference for "tokens saved"
+    TRUNCATED = "truncated"  # that output cut at a budget and forced to answer
+    TRUNCATION = "truncation"  # a request only: one unconstrained request per problem, cut at every budget
+
 
 MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 CHAT = pa.list_(MESSAGE)
@@ -18,7 +31,8 @@ PROBLEMS = pa.schema(
         pa.field("problem", pa.string(), nullable=False),
         pa.field("answer", pa.string(), nullable=False),
         pa.field("split", pa.string(), nullable=False),
-        pa.field("meta", pa.string(), nullable=False),  # JSON object; holds "grader" and source extras
+        pa.field("grader", pa.string(), nullable=False),  # a GraderKind value, set per source at ingest
+        pa.field("meta", pa.string(), nullable=False),  # JSON object: source extras the grader may read
     ]
 )
 
@@ -85,6 +99,7 @@ COMPRESS_JOBS = pa.schema(
         ("problem_id", pa.string()),
         ("problem", pa.string()),
         ("answer", pa.string()),
+        ("grader", pa.string()),
         ("meta", pa.string()),
         ("reasoning", pa.string()),
         ("final", pa.string()),
@@ -98,7 +113,7 @@ EVAL_REQUESTS = pa.schema(
         pa.field("model", pa.string(), nullable=False),  # label: base, sft, rl, or an extra checkpoint
         pa.field("benchmark", pa.string(), nullable=False),
         pa.field("problem_id", pa.string(), nullable=False),
-        pa.field("mode", pa.string(), nullable=False),  # "budget" or "truncation" (cut at every budget)
+        pa.field("mode", pa.string(), nullable=False),  # EvalMode: budget or truncation
         pa.field("budget_tokens", pa.int32(), nullable=False),  # budget in the prompt (0: none)
         pa.field("prompt", CHAT, nullable=False),
         pa.field("answer", pa.string(), nullable=False),
@@ -112,7 +127,7 @@ GENERATIONS = pa.schema(
         pa.field("model", pa.string(), nullable=False),
         pa.field("benchmark", pa.string(), nullable=False),
         pa.field("problem_id", pa.string(), nullable=False),
-        pa.field("mode", pa.string(), nullable=False),  # budget | unconstrained | truncated
+        pa.field("mode", pa.string(), nullable=False),  # EvalMode: budget, unconstrained or truncated
         pa.field("budget_tokens", pa.int32(), nullable=False),  # the budget scored against
         pa.field("sample_idx", pa.int32(), nullable=False),
         pa.field("text", pa.string(), nullable=False),  # the assistant turn (prefix included when forced)

@@ -16,9 +16,7 @@ from typing import Any, Protocol
 from bard_core.budget import THINK_CLOSE, THINK_OPEN, BudgetSpec, TokenCounter
 from bard_core.engine import GenerationRequest, GenerationResult, SamplingParams
 from bard_core.judge import NO_OUTPUT_COLUMNS, counted_text, judge, verdict_columns
-
-# The mode of a row cut at a budget (see ``evaluation`` for the other two).
-MODE_TRUNCATED = "truncated"
+from bard_core.schemas import EvalMode
 
 
 class TokenCodec(TokenCounter, Protocol):
@@ -59,7 +57,7 @@ def truncation_cuts(
         if gen["error"] is not None:
             continue
         for budget in budgets_tokens:
-            base = {**gen, "mode": MODE_TRUNCATED, "budget_tokens": budget}
+            base = {**gen, "mode": EvalMode.TRUNCATED.value, "budget_tokens": budget}
             if gen["closed"] and gen["reasoning_tokens"] <= budget:
                 kept.append(base)
                 continue

@@ -115,6 +115,7 @@ class CompressJob:
                 problem_id=row["problem_id"],
                 problem=row["problem"],
                 answer=row["answer"],
+                grader=row["grader"],
                 meta=json.loads(row["meta"]),
                 reasoning=row["reasoning"],
                 final=row["final"],

@@ -15,7 +15,7 @@ from bard_core import schemas
 from bard_core.budget import BudgetSpec, HFTokenCounter
 from bard_core.config import HFEngineConfig, ProbeConfig
 from bard_core.engine import Engine
-from bard_core.evaluation import MODE_BUDGET, EvalSettings, evaluate_batch
+from bard_core.evaluation import EvalSettings, evaluate_batch
 from bard_core.metrics import budget_following
 from bard_core.truncation import TokenCodec
 
@@ -37,9 +37,8 @@ PROBE_BENCHMARK = "validation"
 def probe_requests(records: Sequence[Mapping[str, Any]], label: str) -> list[dict[str, Any]]:
     """RL validation records (their prompts already carry the budget) as budgeted eval request rows."""
     keys = ("problem_id", "budget_tokens", "prompt", "answer", "grader", "meta")
-    return [
-        {**{k: r[k] for k in keys}, "model": label, "benchmark": PROBE_BENCHMARK, "mode": MODE_BUDGET} for r in records
-    ]
+    mode = schemas.EvalMode.BUDGET.value
+    return [{**{k: r[k] for k in keys}, "model": label, "benchmark": PROBE_BENCHMARK, "mode": mode} for r in records]
 
 
 def probe_settings(spec: BudgetSpec, cfg: ProbeConfig, label: str) -> EvalSettings:

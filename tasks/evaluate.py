@@ -19,6 +19,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from bard_core import schemas
+from bard_core.budget import AGNOSTIC_TEMPLATE_FIELDS, USER_TEMPLATE_FIELDS
 from bard_core.config import (
     BenchmarkConfig,
     BundledBenchmark,
@@ -76,7 +77,8 @@ def _requests(
     cfg: EvaluateConfig, ctx: StageContext, name: str, problems: list[dict[str, Any]], budgets: tuple[int, ...]
 ) -> dict[str, list[dict[str, Any]]]:
     """Request rows per model label (``bard_core.evaluation.eval_requests``) with the run's prompt files."""
-    budgeted, plain = load_prompt(ctx.cfg.budget.user_template), load_prompt(ctx.cfg.budget.agnostic_template)
+    budgeted = load_prompt(ctx.cfg.budget.user_template).require(USER_TEMPLATE_FIELDS)
+    plain = load_prompt(ctx.cfg.budget.agnostic_template).require(AGNOSTIC_TEMPLATE_FIELDS)
     trunc = cfg.truncation
     truncation = TruncationPrompt(trunc.model, trunc.prompt_budget_tokens) if trunc is not None else None
     return eval_requests(name, problems, cfg.models, budgets, budgeted, plain, truncation)
@@ -214,7 +216,7 @@ def _publish(metrics: list[dict[str, Any]], report_uri: str, run_name: str) -> N
 
     if not (FlowRunContext.get() or TaskRunContext.get()):
         return
-    shown = [m for m in metrics if m["mode"] != "unconstrained"]
+    shown = [m for m in metrics if m["mode"] != schemas.EvalMode.UNCONSTRAINED]
     table = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in m.items() if k in _TABLE_KEYS} for m in shown]
     create_table_artifact(key="evaluate-metrics", table=table, description=f"{run_name}: metrics per budget")
     create_markdown_artifact(

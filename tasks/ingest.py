@@ -13,7 +13,7 @@ from infra.store import ArtifactRef
 from infra.writer import ArtifactWriter
 from tasks.stage import StageContext, StageResult, StageSpec, execute, logger, stage_config
 
-VERSION = 1
+VERSION = 2  # 2: the grader is a column of `problems`, no longer a key of its meta
 
 
 @task(name="ingest", cache_policy=NO_CACHE)

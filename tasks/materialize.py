@@ -11,6 +11,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from bard_core import schemas
+from bard_core.budget import AGNOSTIC_TEMPLATE_FIELDS, USER_TEMPLATE_FIELDS
 from bard_core.materialize import build_dataset, dataset_card
 from bard_core.plots import tier_length_histograms
 from bard_core.prompting import load_prompt
@@ -33,6 +34,10 @@ def materialize(ctx: StageContext, tiers: ArtifactRef, traces: ArtifactRef, prob
         (budget.user_template,) + (() if cfg.budget_conditioning else (budget.agnostic_template,)),
         {"tiers": tiers, "traces": traces, "problems": problems},
     )
+    user = load_prompt(budget.user_template).require(USER_TEMPLATE_FIELDS)
+    agnostic = (
+        None if cfg.budget_conditioning else load_prompt(budget.agnostic_template).require(AGNOSTIC_TEMPLATE_FIELDS)
+    )
 
     def build(writer: ArtifactWriter) -> StageResult:
         tier_rows = read_rows(ctx, tiers, "tiers", schemas.TIERS, "materialize")
@@ -43,12 +48,12 @@ def materialize(ctx: StageContext, tiers: ArtifactRef, traces: ArtifactRef, prob
             tier_rows,
             gold,
             by_id,
-            load_prompt(budget.user_template),
+            user,
             spec_,
             cfg.include_gold,
             cfg.val_fraction,
             cfg.split_seed,
-            None if cfg.budget_conditioning else load_prompt(budget.agnostic_template),
+            agnostic,
         )
         files = []
         for split, records in sft.items():

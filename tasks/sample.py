@@ -12,6 +12,8 @@ from prefect.cache_policies import NO_CACHE
 from bard_core import schemas
 from bard_core.config import RunConfig
 from bard_core.engine import SamplingParams
+from bard_core.prompting import load_prompt
+from bard_core.sampling import TEACHER_FIELDS
 from infra.jobs import EngineWorker, SampleJobSpec
 from infra.store import ArtifactRef
 from infra.writer import ArtifactWriter
@@ -37,6 +39,9 @@ def sample(
     cfg = ctx.cfg.sample
     setup = engine_setup(cfg.engine, cfg.resources, tokenizer, models)
     spec = sample_spec(ctx.cfg, setup, problems, tokenizer)
+    for ref in (cfg.prompt_template, cfg.system_prompt):  # fail at start, not in an engine actor
+        if ref is not None:
+            load_prompt(ref).require(TEACHER_FIELDS)
 
     def build(writer: ArtifactWriter) -> StageResult:
         table = read_input(ctx, problems, "problems", schemas.PROBLEMS, "sample")

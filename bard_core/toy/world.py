@@ -15,7 +15,6 @@ from enum import Enum
 from itertools import zip_longest
 from typing import Any
 
-from bard_core.grading import GraderKind
 from bard_core.problems import RawRow
 
 
@@ -60,7 +59,6 @@ def entry_to_problem(entry: Mapping[str, Any], family: ToyFamily, seed: int, ind
         "problem": entry["question"].strip(),
         "answer": str(entry["answer"]),
         "meta": {
-            "grader": GraderKind.REASONING_GYM.value,
             "rg_task": family.value,
             "rg_metadata": metadata,
             "question": entry["question"],

@@ -7,10 +7,9 @@ Heavy backends are imported only by the factory that needs them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 
 from bard_core.config import (
     EngineConfig,
@@ -31,46 +30,53 @@ class EngineRuntime:
     budget_actor: Any = None  # handle of the Ray actor holding the stage's query budget
 
 
-def _oracle(cfg: Any, runtime: EngineRuntime) -> Engine:
-    assert isinstance(cfg, OracleEngineConfig)
+def _oracle(cfg: OracleEngineConfig) -> Engine:
     return OracleEngine(OracleSettings(**cfg.model_dump(exclude={"kind"})))
 
 
-def _hf(cfg: Any, runtime: EngineRuntime) -> Engine:
+def _hf(cfg: HFEngineConfig, runtime: EngineRuntime) -> Engine:
     from infra.engines.hf import HFEngine
 
-    assert isinstance(cfg, HFEngineConfig) and runtime.model_path
-    return HFEngine(cfg, runtime.model_path, runtime.revision)
+    return HFEngine(cfg, _weights(cfg, runtime), runtime.revision)
 
 
-def _vllm(cfg: Any, runtime: EngineRuntime) -> Engine:
+def _vllm(cfg: VLLMEngineConfig, runtime: EngineRuntime) -> Engine:
     from infra.engines.vllm import VLLMEngine
 
-    assert isinstance(cfg, VLLMEngineConfig) and runtime.model_path
-    return VLLMEngine(cfg, runtime.model_path, runtime.revision)
+    return VLLMEngine(cfg, _weights(cfg, runtime), runtime.revision)
 
 
-def _openai(cfg: Any, runtime: EngineRuntime) -> Engine:
+def _openai(cfg: OpenAIEngineConfig, runtime: EngineRuntime) -> Engine:
     from infra.engines.budget import RayQueryBudget
     from infra.engines.openai import OpenAIEngine
 
-    assert isinstance(cfg, OpenAIEngineConfig)
     return OpenAIEngine(cfg, RayQueryBudget(runtime.budget_actor) if runtime.budget_actor else None)
 
 
-ENGINES: dict[EngineKind, Callable[[Any, EngineRuntime], Engine]] = {
-    EngineKind.ORACLE: _oracle,
-    EngineKind.HF: _hf,
-    EngineKind.VLLM: _vllm,
-    EngineKind.OPENAI: _openai,
-}
+def _weights(cfg: EngineConfig, runtime: EngineRuntime) -> str:
+    if not runtime.model_path:  # a caller bug: the engine stage resolves the model before building
+        raise ValueError(f"engine kind {cfg.kind!r} loads weights but no model path was given")
+    return runtime.model_path
+
 
 # Engines whose outputs are defined by code in this repository carry a version in their fingerprint.
 IMPLEMENTATION_VERSIONS: dict[EngineKind, int] = {EngineKind.ORACLE: ORACLE_VERSION}
 
 
 def build_engine(cfg: EngineConfig, runtime: EngineRuntime | None = None) -> Engine:
-    return ENGINES[EngineKind(cfg.kind)](cfg, runtime or EngineRuntime())
+    """The engine of ``cfg`` (one branch per ``engine.kind``; a new kind that is not handled fails mypy)."""
+    runtime = runtime or EngineRuntime()
+    match cfg:
+        case OracleEngineConfig():
+            return _oracle(cfg)
+        case HFEngineConfig():
+            return _hf(cfg, runtime)
+        case VLLMEngineConfig():
+            return _vllm(cfg, runtime)
+        case OpenAIEngineConfig():
+            return _openai(cfg, runtime)
+        case _:
+            assert_never(cfg)
 
 
 def loads_weights(cfg: EngineConfig) -> bool:

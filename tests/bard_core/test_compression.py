@@ -47,9 +47,7 @@ class ScriptedEngine:
 
 
 def _job(pid: str, budget: int) -> CompressionJob:
-    return CompressionJob(
-        pid, "What is 1+1?", "2", {"grader": "math"}, "long reasoning " * 10, "\\boxed{2}", 20, budget
-    )
+    return CompressionJob(pid, "What is 1+1?", "2", "math", {}, "long reasoning " * 10, "\\boxed{2}", 20, budget)
 
 
 def _out(words: int, answer: str = "2") -> str:
@@ -90,6 +88,6 @@ def test_valid_first_try_retry_with_feedback_and_rejections() -> None:
 
 
 def test_jobs_cover_every_tier_below_the_gold_length() -> None:
-    problems = {"p": {"problem": "q", "answer": "2", "meta": '{"grader": "math"}'}}
+    problems = {"p": {"problem": "q", "answer": "2", "grader": "math", "meta": "{}"}}
     gold = [{"problem_id": "p", "reasoning": "r", "final": "f", "reasoning_tokens": 9}]
     assert [j.budget_tokens for j in jobs_for(gold, problems, SPEC)] == [4, 8]

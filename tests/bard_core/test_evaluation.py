@@ -10,14 +10,12 @@ import pytest
 
 from bard_core.budget import BudgetSpec
 from bard_core.evaluation import (
-    MODE_BUDGET,
-    MODE_TRUNCATED,
-    MODE_UNCONSTRAINED,
     bootstrap_mean_ci,
     recompute_accuracy,
     summarize,
 )
 from bard_core.judge import Verdict, judge
+from bard_core.schemas import EvalMode
 from bard_core.truncation import truncation_prefix
 
 SPEC = BudgetSpec((16, 32, 64, 128), "target", 0.25)
@@ -80,21 +78,21 @@ def _row(model: str, mode: str, budget: int, pid: str, correct: bool, tokens: in
 
 def test_summary_per_series_and_budget() -> None:
     rows = [
-        _row("sft", MODE_BUDGET, 32, "p1", True, 32),
-        _row("sft", MODE_BUDGET, 32, "p1", False, 40),  # p1: 1 of 2 right
-        _row("sft", MODE_BUDGET, 32, "p2", True, 24),
-        _row("sft", MODE_BUDGET, 32, "p2", True, 100, unparsed=False),  # p2: 2 of 2 right
-        _row("sft", MODE_BUDGET, 32, "p3", False, 0, error="prompt too long"),  # counted, not scored
-        _row("sft", MODE_UNCONSTRAINED, 0, "p1", True, 80),
-        _row("sft", MODE_UNCONSTRAINED, 0, "p2", True, 120),
-        _row("sft", MODE_TRUNCATED, 32, "p1", False, 32, unparsed=True),
+        _row("sft", EvalMode.BUDGET, 32, "p1", True, 32),
+        _row("sft", EvalMode.BUDGET, 32, "p1", False, 40),  # p1: 1 of 2 right
+        _row("sft", EvalMode.BUDGET, 32, "p2", True, 24),
+        _row("sft", EvalMode.BUDGET, 32, "p2", True, 100, unparsed=False),  # p2: 2 of 2 right
+        _row("sft", EvalMode.BUDGET, 32, "p3", False, 0, error="prompt too long"),  # counted, not scored
+        _row("sft", EvalMode.UNCONSTRAINED, 0, "p1", True, 80),
+        _row("sft", EvalMode.UNCONSTRAINED, 0, "p2", True, 120),
+        _row("sft", EvalMode.TRUNCATED, 32, "p1", False, 32, unparsed=True),
     ]
     metrics = {(m["mode"], m["budget_tokens"]): m for m in summarize(rows, SPEC, bootstrap_samples=200)}
-    budget = metrics[(MODE_BUDGET, 32)]
+    budget = metrics[(EvalMode.BUDGET, 32)]
     assert budget["accuracy"] == pytest.approx(0.75) and budget["problems"] == 2 and budget["errors"] == 1
     assert budget["mean_reasoning_tokens"] == pytest.approx(49.0)
     assert budget["within_tolerance"] == pytest.approx(0.75)  # 32, 40 and 24 are inside [24, 40]
     assert budget["over_budget"] == pytest.approx(0.25)  # only 100 exceeds 40
     assert budget["tokens_saved"] == pytest.approx(1 - 49.0 / 100.0)  # unconstrained mean: 100 tokens
-    assert metrics[(MODE_TRUNCATED, 32)]["unparsed"] == 1
-    assert recompute_accuracy(rows)[("sft", "b", MODE_BUDGET, 32)] == budget["accuracy"]
+    assert metrics[(EvalMode.TRUNCATED, 32)]["unparsed"] == 1
+    assert recompute_accuracy(rows)[("sft", "b", EvalMode.BUDGET, 32)] == budget["accuracy"]

@@ -11,7 +11,7 @@ SPEC = BudgetSpec((16, 32), tolerance=0.25)
 
 def _problems(n: int) -> dict[str, dict[str, str]]:
     return {
-        f"p{i}": {"problem": f"What is {i}+1?", "answer": str(i + 1), "meta": json.dumps({"grader": "math"})}
+        f"p{i}": {"problem": f"What is {i}+1?", "answer": str(i + 1), "grader": "math", "meta": json.dumps({})}
         for i in range(n)
     }
 

@@ -165,6 +165,7 @@ def test_bad_rows_are_rejected_counted_and_explained(tmp_path: Path) -> None:
     assert kept == 2
     assert [p["problem_id"] for p in collector.accepted] == ["a", "f"]
     assert collector.accepted[1]["answer"] == "12"
+    assert (collector.accepted[0]["grader"], collector.accepted[0]["meta"]) == ("math", "{}")  # a column
     assert collector.reason_counts() == {"duplicate": 1, "duplicate_id": 1, "empty_problem": 1, "missing_answer": 2}
     dup = next(r for r in collector.rejected if r["reason"] == "duplicate")
     assert (dup["row"], dup["detail"]) == (2, "same problem text as a")

@@ -22,6 +22,7 @@ def test_types_are_cast_when_safe_and_rejected_otherwise() -> None:
             "problem": ["p"],
             "answer": ["1"],
             "split": ["train"],
+            "grader": ["math"],
             "meta": ["{}"],
             "extra": [1],
         }
@@ -33,3 +34,9 @@ def test_types_are_cast_when_safe_and_rejected_otherwise() -> None:
     mistyped = good.set_column(0, "problem_id", pa.array([[1]]))
     with pytest.raises(SchemaMismatchError, match="'problem_id' has type list"):
         conform(mistyped, PROBLEMS, "x", "y")
+
+
+def test_a_problems_table_from_before_the_grader_column_says_to_re_create_it() -> None:
+    old = pa.table({name: ["x"] for name in ("problem_id", "source", "problem", "answer", "split", "meta")})
+    with pytest.raises(SchemaMismatchError, match=r"\['grader'\] are missing.*re-create it"):
+        conform(old, PROBLEMS, "problems", "sample")

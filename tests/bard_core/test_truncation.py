@@ -11,15 +11,13 @@ from typing import Any
 from bard_core.budget import BudgetSpec, HFTokenCounter, parse_think
 from bard_core.engine import Completion, GenerationRequest, GenerationResult
 from bard_core.evaluation import (
-    MODE_TRUNCATED,
-    MODE_TRUNCATION_REQUEST,
-    MODE_UNCONSTRAINED,
     EvalSettings,
     TruncationPrompt,
     eval_requests,
     evaluate_batch,
 )
 from bard_core.prompting import load_prompt
+from bard_core.schemas import EvalMode
 from bard_core.toy.oracle import OracleEngine, OracleSettings
 from bard_core.toy.tokenizer import toy_corpus, train_toy_tokenizer
 from bard_core.toy.world import ToyFamily, solve, toy_rows
@@ -63,7 +61,7 @@ def _problems(n: int) -> list[dict[str, Any]]:
     rows = toy_rows(n, 5, [(f, 1.0, {}) for f in ToyFamily])
     return [
         {"problem_id": r.problem_id, "problem": r.problem, "answer": r.answer,
-         "meta": json.dumps({**r.meta, "grader": "reasoning_gym"})}
+         "grader": "reasoning_gym", "meta": json.dumps(r.meta)}
         for r in rows
     ]  # fmt: skip
 
@@ -75,14 +73,14 @@ def _settings(k: int) -> EvalSettings:
 def test_truncation_baseline_cuts_at_every_budget_and_forces_an_answer() -> None:
     budgeted, plain = load_prompt("budget_user.txt"), load_prompt("plain_user.txt")
     requests = eval_requests("toy", _problems(6), [], GRID, budgeted, plain, TruncationPrompt("agnostic"))["agnostic"]
-    assert {r["mode"] for r in requests} == {MODE_TRUNCATION_REQUEST} and len(requests) == 6
+    assert {r["mode"] for r in requests} == {EvalMode.TRUNCATION} and len(requests) == 6
     engine, k = AnsweringOracle(), 2
     out, usage = evaluate_batch(engine, counter(), requests, _settings(k))
     assert len(out) == len(requests) and usage.requests == len(requests) + len(engine.forced)
     overruns = 0
     for request, rows in zip(requests, out, strict=True):
-        free = [r for r in rows if r["mode"] == MODE_UNCONSTRAINED]
-        cut = [r for r in rows if r["mode"] == MODE_TRUNCATED]
+        free = [r for r in rows if r["mode"] == EvalMode.UNCONSTRAINED]
+        cut = [r for r in rows if r["mode"] == EvalMode.TRUNCATED]
         assert len(free) == k and len(cut) == k * len(GRID)  # every sample at every budget
         assert all(r["closed"] and r["correct"] and r["error"] is None for r in free)  # the oracle is right
         for row in cut:
@@ -97,10 +95,10 @@ def test_truncation_baseline_cuts_at_every_budget_and_forces_an_answer() -> None
             assert think.closed and row["text"].startswith("<think>\n")
             assert counter().count(think.reasoning or "") <= row["budget_tokens"] + 2  # decode/re-encode slack
             assert row["correct"] == (think.final == f"The answer is \\boxed{{{request['answer']}}}.")
-    assert {r["budget_tokens"] for o in out for r in o if r["mode"] == MODE_TRUNCATED} == set(GRID)
+    assert {r["budget_tokens"] for o in out for r in o if r["mode"] == EvalMode.TRUNCATED} == set(GRID)
     # One forced answer per (sample, overrun budget), greedy and short; some right, some wrong.
     assert overruns == len(engine.forced) >= len(requests) * k * 2
     assert all(r.params.n == 1 and r.params.temperature == 0.0 and r.params.max_new_tokens == 48 for r in engine.forced)
     assert all(r.prefix.endswith("</think>\n\n") for r in engine.forced)
-    verdicts = [r["correct"] for o in out for r in o if r["mode"] == MODE_TRUNCATED and r["budget_tokens"] == 16]
+    verdicts = [r["correct"] for o in out for r in o if r["mode"] == EvalMode.TRUNCATED and r["budget_tokens"] == 16]
     assert True in verdicts and False in verdicts

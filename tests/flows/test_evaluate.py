@@ -13,7 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from bard_core import schemas
-from bard_core.evaluation import GROUP_KEYS, MODE_BUDGET, MODE_TRUNCATED, MODE_UNCONSTRAINED, recompute_accuracy
+from bard_core.evaluation import GROUP_KEYS, recompute_accuracy
+from bard_core.schemas import EvalMode
 from tests.flows.conftest import SmokeRun
 from tests.support.flows import artifact
 
@@ -39,11 +40,11 @@ def test_metrics_match_a_recomputation_from_the_stored_generations(smoke_run: Sm
         assert m["accuracy_ci_low"] <= m["accuracy"] <= m["accuracy_ci_high"]
 
     # 8 toy problems + 2 multiple-choice ones, 4 budgets, k=2, for each of base/sft/rl
-    budgeted = [r for r in rows if r["mode"] == MODE_BUDGET]
+    budgeted = [r for r in rows if r["mode"] == EvalMode.BUDGET]
     assert len(budgeted) == 3 * 10 * 4 * 2
     # the truncation baseline: every unconstrained sample is cut at every budget, never above it
-    unconstrained = [r for r in rows if r["mode"] == MODE_UNCONSTRAINED]
-    truncated = [r for r in rows if r["mode"] == MODE_TRUNCATED]
+    unconstrained = [r for r in rows if r["mode"] == EvalMode.UNCONSTRAINED]
+    truncated = [r for r in rows if r["mode"] == EvalMode.TRUNCATED]
     assert len(unconstrained) == 10 * 2 and len(truncated) == 4 * len(unconstrained)
     assert all(r["reasoning_tokens"] <= r["budget_tokens"] for r in truncated)
     assert all("</think>" in r["text"] for r in truncated)  # forced closed: an answer was asked for

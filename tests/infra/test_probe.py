@@ -12,8 +12,9 @@ import pytest
 from bard_core.budget import BudgetSpec
 from bard_core.config import ProbeConfig
 from bard_core.engine import Completion, GenerationRequest, GenerationResult
-from bard_core.evaluation import MODE_BUDGET, EvalSettings, evaluate_batch, summarize
+from bard_core.evaluation import EvalSettings, evaluate_batch, summarize
 from bard_core.rewards import BudgetReward
+from bard_core.schemas import EvalMode
 from infra.probe import probe_model
 
 SPEC = BudgetSpec((16, 32), tolerance=0.25)
@@ -57,7 +58,7 @@ def _rl_log(text: str) -> dict[str, float]:
 
 
 def _evaluation(text: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    request = {**_record(), "model": "sft", "benchmark": "b", "mode": MODE_BUDGET}
+    request = {**_record(), "model": "sft", "benchmark": "b", "mode": EvalMode.BUDGET}
     settings = EvalSettings("sft", SPEC, SPEC.tiers_tokens, 1, 0.0, 1.0, 0, 1.0, 48)
     (rows,), _ = evaluate_batch(Scripted(text), Words(), [request], settings)
     return rows[0], summarize(rows, SPEC, bootstrap_samples=10)[0]
