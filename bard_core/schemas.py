@@ -175,6 +175,13 @@ PROBE = pa.schema(
     ]
 )
 
+# What the Ray Train workers of `sft` and `rl` train on, decided once by the driver
+# (`bard_core.training_data`) and written into the artifact it is building before training: the SFT records
+# of each split within `sft.max_length_tokens` (tables `sft_kept_train`, `sft_kept_validation`) and the RL
+# prompts drawn and kept within `rl.max_prompt_tokens` (table `rl_prompts`). Rows keep their dataset contract.
+SFT_KEPT = SFT
+RL_PROMPTS = RL
+
 REJECTIONS = pa.schema(
     [
         pa.field("source", pa.string(), nullable=False),

@@ -17,7 +17,6 @@ checkpoint upload, is printed beside it. Target (issue #11): ratio >= 0.9 on any
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -69,16 +68,13 @@ def training_rows(stage: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     """The stage's model folder and exactly the records it trained on (over-length ones dropped)."""
     from infra.local_cache import local_artifact_dir
     from infra.store import ArtifactRef
-    from infra.training import record_key
 
     store, stages = stage["store"], stage["record"]["stages"]
     model_dir = local_artifact_dir(store, ArtifactRef.parse(stages["model:toy-student"]["artifact"]), "model")
-    sft_ref = ArtifactRef.parse(stages["sft"]["artifact"])
-    dropped = {record_key(d) for d in json.loads(store.read_file(sft_ref, "dropped_overlength.json"))}
+    sft_ref = ArtifactRef.parse(stages["sft"]["artifact"])  # holds the records its workers trained on
     rows = [
         {"prompt": r["prompt"], "completion": r["completion"]}
-        for r in store.read_table(ArtifactRef.parse(stages["materialize"]["artifact"]), "sft_train").to_pylist()
-        if record_key(r) not in dropped
+        for r in store.read_table(sft_ref, "sft_kept_train").to_pylist()
     ]
     return str(model_dir), rows
 

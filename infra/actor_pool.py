@@ -88,6 +88,25 @@ def run_actor_pool(
         return {}
     if not verbose():
         _quiet_ray_data()
+    blocks, expected = _blocks(shards)
+    dataset = ray.data.from_arrow(blocks).map_batches(
+        JobActor,
+        fn_constructor_kwargs={"job_factory": job_factory},
+        compute=ActorPoolStrategy(size=min(replicas, len(blocks))),
+        batch_size=batch_size,
+        batch_format="pyarrow",
+        **actor_options,
+    )
+    collector = _ShardCollector(expected, on_shard, label)
+    with Bar(bar_label or label, sum(expected.values()), "rows") as bar:
+        for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
+            collector.take(batch)
+            bar.update(collector.rows_done())
+    return collector.summary()
+
+
+def _blocks(shards: Mapping[int, pa.Table]) -> tuple[list[pa.Table], dict[int, int]]:
+    """One block per shard, in index order, each row tagged (shard, row); and each shard's row count."""
     blocks = []
     expected: dict[int, int] = {}
     for index, table in sorted(shards.items()):
@@ -97,64 +116,76 @@ def run_actor_pool(
             )
         )
         expected[index] = table.num_rows
-    dataset = ray.data.from_arrow(blocks).map_batches(
-        JobActor,
-        fn_constructor_kwargs={"job_factory": job_factory},
-        compute=ActorPoolStrategy(size=min(replicas, len(blocks))),
-        batch_size=batch_size,
-        batch_format="pyarrow",
-        **actor_options,
-    )
-    buffers: dict[int, list[pa.Table]] = defaultdict(list)
-    seen: dict[int, set[int]] = defaultdict(set)
-    usage: dict[int, dict[str, float]] = defaultdict(lambda: dict.fromkeys(USAGE_COLUMNS, 0.0))
-    completed: set[int] = set()
-    shard_backends: dict[int, set[str]] = defaultdict(set)
-    t0 = time.perf_counter()
+    return blocks, expected
 
-    def take(batch: pa.Table) -> None:
+
+class _ShardCollector:
+    """On the driver: regroups output batches by shard, drops the rows of a re-executed batch, and hands
+    each shard to ``on_shard`` (in input row order, with its usage and backend) once every row came back."""
+
+    def __init__(
+        self,
+        expected: Mapping[int, int],
+        on_shard: Callable[[int, pa.Table, dict[str, float], str], None],
+        label: str,
+    ) -> None:
+        self.expected, self.on_shard, self.label = expected, on_shard, label
+        self.buffers: dict[int, list[pa.Table]] = defaultdict(list)
+        self.seen: dict[int, set[int]] = defaultdict(set)
+        self.usage: dict[int, dict[str, float]] = defaultdict(lambda: dict.fromkeys(USAGE_COLUMNS, 0.0))
+        self.completed: set[int] = set()
+        self.backends: dict[int, set[str]] = defaultdict(set)
+        self.t0 = time.perf_counter()
+
+    def rows_done(self) -> int:
+        return sum(len(rows) for rows in self.seen.values())
+
+    def take(self, batch: pa.Table) -> None:
         for index in pc.unique(batch.column(SHARD)).to_pylist():
-            part = batch.filter(pc.equal(batch.column(SHARD), index))
-            rows = part.column(ROW).to_pylist()
-            fresh = [r not in seen[index] for r in rows]
-            if not all(fresh):
-                log.warning(
-                    "%s: dropped %d duplicate rows of shard %d (a re-executed batch)", label, fresh.count(False), index
-                )
-                part = part.filter(pa.array(fresh))
-            seen[index].update(rows)
-            for name in USAGE_COLUMNS:
-                usage[index][name] += float(pc.sum(part.column(name)).as_py() or 0.0)
-            shard_backends[index].update(v for v in part.column(BACKEND).to_pylist() if v)
-            buffers[index].append(part.drop_columns([*USAGE_COLUMNS, BACKEND]))
-            if len(seen[index]) == expected[index] and index not in completed:
-                table = pa.concat_tables(buffers.pop(index)).sort_by([(ROW, "ascending")])
-                backend = "; ".join(sorted(shard_backends[index]))
-                on_shard(index, table.drop_columns([SHARD, ROW]), _usage_dict(usage[index]), backend)
-                completed.add(index)
-                log.info(
-                    "%s: shard %d done (%d/%d, %.1f s)",
-                    label,
-                    index,
-                    len(completed),
-                    len(blocks),
-                    time.perf_counter() - t0,
-                )
+            self._add(index, batch.filter(pc.equal(batch.column(SHARD), index)))
 
-    with Bar(bar_label or label, sum(expected.values()), "rows") as bar:
-        for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
-            take(batch)
-            bar.update(sum(len(rows) for rows in seen.values()))
-    missing = sorted(set(expected) - completed)
-    if missing:
-        raise RuntimeError(f"{label}: shards {missing} did not complete; rerun the stage to redo only those")
-    totals = dict.fromkeys(USAGE_COLUMNS, 0.0)
-    for per_shard in usage.values():
-        for name, value in per_shard.items():
-            totals[name] += value
-    backends = "; ".join(sorted(set().union(*shard_backends.values())))
-    log.info("%s: engine backend(s): %s", label, backends)
-    return {**_usage_dict(totals), "pool_wall_s": round(time.perf_counter() - t0, 3), "backend": backends}
+    def _add(self, index: int, part: pa.Table) -> None:
+        rows = part.column(ROW).to_pylist()
+        fresh = [r not in self.seen[index] for r in rows]
+        if not all(fresh):
+            log.warning(
+                "%s: dropped %d duplicate rows of shard %d (a re-executed batch)", self.label, fresh.count(False), index
+            )
+            part = part.filter(pa.array(fresh))
+        self.seen[index].update(rows)
+        for name in USAGE_COLUMNS:
+            self.usage[index][name] += float(pc.sum(part.column(name)).as_py() or 0.0)
+        self.backends[index].update(v for v in part.column(BACKEND).to_pylist() if v)
+        self.buffers[index].append(part.drop_columns([*USAGE_COLUMNS, BACKEND]))
+        if len(self.seen[index]) == self.expected[index] and index not in self.completed:
+            self._complete(index)
+
+    def _complete(self, index: int) -> None:
+        table = pa.concat_tables(self.buffers.pop(index)).sort_by([(ROW, "ascending")])
+        backend = "; ".join(sorted(self.backends[index]))
+        self.on_shard(index, table.drop_columns([SHARD, ROW]), _usage_dict(self.usage[index]), backend)
+        self.completed.add(index)
+        log.info(
+            "%s: shard %d done (%d/%d, %.1f s)",
+            self.label,
+            index,
+            len(self.completed),
+            len(self.expected),
+            time.perf_counter() - self.t0,
+        )
+
+    def summary(self) -> dict[str, Any]:
+        """Usage totals, wall time and backends of the pool; fails when a shard did not complete."""
+        missing = sorted(set(self.expected) - self.completed)
+        if missing:
+            raise RuntimeError(f"{self.label}: shards {missing} did not complete; rerun the stage to redo only those")
+        totals = dict.fromkeys(USAGE_COLUMNS, 0.0)
+        for per_shard in self.usage.values():
+            for name, value in per_shard.items():
+                totals[name] += value
+        backends = "; ".join(sorted(set().union(*self.backends.values())))
+        log.info("%s: engine backend(s): %s", self.label, backends)
+        return {**_usage_dict(totals), "pool_wall_s": round(time.perf_counter() - self.t0, 3), "backend": backends}
 
 
 def _usage_dict(values: Mapping[str, float]) -> dict[str, float]:

@@ -7,6 +7,11 @@ or a bucket prefix on S3).
 
 While ``trainer.fit()`` blocks, the driver shows a steps bar: rank 0 reports its step to a small named actor
 (``StepBoard``, found by the run name; the reporting callback is in ``infra.training``) that the driver polls.
+
+What a worker needs travels as one typed, frozen ``TrainJob``: the stage section, the budget contract,
+where the model and the store are, and the rows to train on, which the driver wrote into the artifact it is
+building. Ray Train hands a loop a dict, so the job rides in it under one key (``TrainJob.loop_config`` /
+``TrainJob.of``) and nothing else is read from that dict.
 """
 
 from __future__ import annotations
@@ -14,14 +19,21 @@ from __future__ import annotations
 import contextvars
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
-from bard_core.config import TrainResourcesConfig
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from bard_core.budget import BudgetSpec
+from bard_core.config import RLStageConfig, SFTStageConfig
+from bard_core.manifest import FileEntry
+from infra.models import MODEL_PREFIX
 from infra.progress import Bar
-from infra.store import ArtifactStore
+from infra.store import ArtifactRef, ArtifactStore
 
 log = logging.getLogger(__name__)
 
@@ -42,22 +54,75 @@ def _storage(store: ArtifactStore) -> tuple[str, Any]:
     return f"{store.root[len('s3://') :]}/_scratch/ray_train", pafs.S3FileSystem(**kwargs)
 
 
+Section = TypeVar("Section", SFTStageConfig, RLStageConfig)
+JOB_KEY = "job"  # the one key of the dict Ray Train passes a loop
+
+
+@dataclass(frozen=True)
+class TrainRows:
+    """A table the driver wrote into the artifact it is building. That artifact has no manifest until
+    training ends, so a worker reads the file by its entry (content-addressed path, checksum verified)."""
+
+    artifact: ArtifactRef
+    entry: FileEntry
+
+    def read(self, store: ArtifactStore) -> list[dict[str, Any]]:
+        data = store.read_bytes(self.artifact, self.entry)
+        return list(pq.read_table(pa.BufferReader(data)).to_pylist())
+
+
+@dataclass(frozen=True)
+class TrainJob(Generic[Section]):
+    """Everything a training worker reads: small and picklable, like ``infra.jobs.EngineWorker``."""
+
+    section: Section
+    budget: BudgetSpec  # the contract the RL reward scores against (SFT sees it only in its prompts)
+    model_location: str  # where training starts: "store:<stage>/<fp>", a folder, or a hub id
+    store_root: str
+    endpoint_url: str | None
+    train: TrainRows
+    validation: TrainRows | None = None
+    model_prefix: str = MODEL_PREFIX  # the model folder inside a store artifact
+
+    @property
+    def use_gpu(self) -> bool:
+        return self.section.resources.use_gpu
+
+    @property
+    def threads(self) -> int:
+        """Torch CPU threads per worker: the CPUs Ray reserved for it."""
+        return max(1, int(self.section.resources.cpus_per_worker))
+
+    def store(self) -> ArtifactStore:
+        return ArtifactStore(self.store_root, self.endpoint_url)
+
+    def loop_config(self) -> dict[str, Any]:
+        """Ray Train's ``train_loop_config``, which must be a dict: the job under its one key."""
+        return {JOB_KEY: self}
+
+    @staticmethod
+    def of(config: Mapping[str, Any], kind: type[Section]) -> TrainJob[Section]:
+        """The job inside a loop's config, checked to be for a ``kind`` section (an SFT loop never gets RL)."""
+        job = config.get(JOB_KEY)
+        if not isinstance(job, TrainJob) or not isinstance(job.section, kind):
+            raise TypeError(f"a {kind.__name__} training loop got {type(job).__name__}, not a TrainJob for it")
+        return job
+
+
 def fit(
-    loop: Callable[[dict[str, Any]], None],
-    loop_config: dict[str, Any],
-    resources: TrainResourcesConfig,
-    run_name: str,
-    store: ArtifactStore,
+    loop: Callable[[dict[str, Any]], None], job: TrainJob[Any], run_name: str, store: ArtifactStore
 ) -> tuple[Path, dict[str, Any]]:
-    """Run ``loop`` on Ray Train; returns the final checkpoint's local folder and the last reported metrics."""
+    """Run ``loop`` on Ray Train with ``job`` (workers x CPUs/GPUs from its section's resources); returns
+    the final checkpoint's local folder and the last reported metrics."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
+    resources = job.section.resources
     storage_path, filesystem = _storage(store)
     per_worker = {"CPU": resources.cpus_per_worker, **({"GPU": 1} if resources.use_gpu else {})}
     trainer = TorchTrainer(
         loop,
-        train_loop_config=loop_config,
+        train_loop_config=job.loop_config(),
         scaling_config=ScalingConfig(
             num_workers=resources.workers, use_gpu=resources.use_gpu, resources_per_worker=per_worker
         ),

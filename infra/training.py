@@ -1,17 +1,16 @@
 """Training adapters: TRL configs from our sections, datasets from artifacts, and the Ray Train loops.
 
-The loops run in every Ray Train worker. Each reads its inputs from the artifact store (through the
-node's local cache), trains with TRL, checkpoints through Ray Train every few steps (so a restarted
+The loops run in every Ray Train worker. Each gets a typed ``infra.ray_train.TrainJob``, reads the rows the
+driver kept for it and the starting model from the artifact store (the model through the node's local
+cache), trains with TRL, checkpoints through Ray Train every few steps (so a restarted
 worker or a retried stage resumes from the last checkpoint) and, on rank 0, reports the final model.
 """
 
 from __future__ import annotations
 
 import difflib
-import hashlib
 import json
 import logging
-import random
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
@@ -23,6 +22,7 @@ from bard_core.config.training import LoraConfig
 from bard_core.precision import Precision, PrecisionChoice
 from infra.faults import train_kill_callback
 from infra.precision import training_precision
+from infra.ray_train import TrainJob
 
 log = logging.getLogger(__name__)
 
@@ -104,38 +104,6 @@ def record_lengths(records: Sequence[Mapping[str, Any]], tokenizer: Any, keys: S
     return lengths
 
 
-def split_overlength(
-    records: Sequence[Mapping[str, Any]], lengths: Sequence[int], max_tokens: int
-) -> tuple[list[Mapping[str, Any]], list[dict[str, Any]]]:
-    kept = [r for r, n in zip(records, lengths, strict=True) if n <= max_tokens]
-    dropped = [
-        {"problem_id": r["problem_id"], "budget_tokens": r["budget_tokens"], "tokens": n}
-        for r, n in zip(records, lengths, strict=True)
-        if n > max_tokens
-    ]
-    return kept, dropped
-
-
-def draw_rl_prompts(
-    records: Sequence[Mapping[str, Any]], section: RLStageConfig, tiers: Sequence[int]
-) -> list[dict[str, Any]]:
-    """Per problem, ``budgets_per_problem`` budgets drawn from the tier weights (seeded, order-independent)."""
-    weights = section.budget_weights or dict.fromkeys(tiers, 1.0)
-    by_problem: dict[str, dict[int, Mapping[str, Any]]] = {}
-    for record in records:
-        by_problem.setdefault(record["problem_id"], {})[int(record["budget_tokens"])] = record
-    prompts = []
-    for problem_id in sorted(by_problem):
-        rng = random.Random(int.from_bytes(hashlib.sha256(f"{section.seed}|{problem_id}".encode()).digest()[:8], "big"))
-        options = [b for b in weights if b in by_problem[problem_id] and weights[b] > 0]
-        if not options:
-            continue
-        for budget in rng.choices(options, weights=[weights[b] for b in options], k=section.budgets_per_problem):
-            prompts.append(dict(by_problem[problem_id][budget]))
-    random.Random(section.seed).shuffle(prompts)
-    return prompts[: section.max_prompts] if section.max_prompts else prompts
-
-
 def apply_lora(model: Any, lora: LoraConfig | None) -> Any:
     if lora is None:
         return model
@@ -200,35 +168,27 @@ def _finish(trainer: Any, tokenizer: Any, extra: dict[str, Any]) -> None:
         ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp))
 
 
-def load_records(config: Mapping[str, Any], table: str) -> list[dict[str, Any]]:
-    """Rows of a dataset artifact table, read by each worker from the store (nothing big travels in the config)."""
-    from infra.store import ArtifactRef, ArtifactStore
-
-    store = ArtifactStore(config["store_root"], config["endpoint_url"])
-    return list(store.read_table(ArtifactRef.parse(config["dataset_ref"]), table).to_pylist())
-
-
-def record_key(record: Mapping[str, Any]) -> str:
-    return f"{record['problem_id']}|{record['budget_tokens']}|{record.get('kind', '')}"
-
-
-def _setup(config: Mapping[str, Any], precision: PrecisionChoice) -> tuple[Any, Any, Any]:
+def _setup(job: TrainJob[Any], precision: PrecisionChoice) -> tuple[Any, Any]:
+    """The starting model (LoRA applied when the section asks) and its tokenizer, on this worker."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from infra.local_cache import resolve_location
 
-    if not config["use_gpu"]:
-        torch.set_num_threads(max(1, int(config["threads"])))
-    model_dir = resolve_location(
-        config["model_location"], config["store_root"], config["endpoint_url"], config["model_prefix"]
-    )
+    if not job.use_gpu:
+        torch.set_num_threads(job.threads)
+    model_dir = resolve_location(job.model_location, job.store_root, job.endpoint_url, job.model_prefix)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     require_chat_template(tokenizer, model_dir)
     # A GPU in bf16 holds bf16 weights; on CPU autocast keeps fp32 master weights (and fp16 AMP needs them).
-    bf16_weights = config["use_gpu"] and precision.precision is Precision.BF16
+    bf16_weights = job.use_gpu and precision.precision is Precision.BF16
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16 if bf16_weights else torch.float32)
-    return model, tokenizer, model_dir
+    return apply_lora(model, job.section.lora), tokenizer
+
+
+def _columns(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> list[dict[str, Any]]:
+    """The columns the trainer takes (TRL passes every extra dataset column to the reward as a kwarg)."""
+    return [{c: row[c] for c in columns} for row in rows]
 
 
 def sft_loop(config: dict[str, Any]) -> None:
@@ -237,22 +197,15 @@ def sft_loop(config: dict[str, Any]) -> None:
     from datasets import Dataset
     from trl import SFTTrainer
 
-    section = SFTStageConfig.model_validate(config["section"])
-    precision = training_precision(section.trl, config["use_gpu"])  # this worker's device decides
-    model, tokenizer, _ = _setup(config, precision)
-    model = apply_lora(model, section.lora)
+    job = TrainJob.of(config, SFTStageConfig)
+    precision = training_precision(job.section.trl, job.use_gpu)  # this worker's device decides
+    model, tokenizer = _setup(job, precision)
     rank = ray.train.get_context().get_world_rank()
     with tempfile.TemporaryDirectory(prefix=f"bard-sft-rank{rank}-") as out:
-        args = trl_args(section, out, not config["use_gpu"], precision)
-        dropped = set(config["dropped"])
-        train, validation = (
-            [
-                {"prompt": r["prompt"], "completion": r["completion"]}
-                for r in load_records(config, t)
-                if record_key(r) not in dropped
-            ]
-            for t in ("sft_train", "sft_validation")
-        )
+        args = trl_args(job.section, out, not job.use_gpu, precision)
+        store, columns = job.store(), ("prompt", "completion")
+        train = _columns(job.train.read(store), columns)  # the driver's kept records: read, never re-filtered
+        validation = _columns(job.validation.read(store), columns) if job.validation else []
         trainer = SFTTrainer(
             model=model,
             args=args,
@@ -283,23 +236,18 @@ def rl_loop(config: dict[str, Any]) -> None:
     from datasets import Dataset
     from trl import GRPOTrainer
 
-    from bard_core.budget import BudgetSpec, FidelityShape, HFTokenCounter
+    from bard_core.budget import HFTokenCounter
     from bard_core.rewards import BudgetReward
 
-    section = RLStageConfig.model_validate(config["section"])
-    precision = training_precision(section.trl, config["use_gpu"])  # this worker's device decides
-    model, tokenizer, _ = _setup(config, precision)
-    model = apply_lora(model, section.lora)
-    budget = config["budget"]
-    spec = BudgetSpec(tuple(budget["tiers_tokens"]), FidelityShape(budget["fidelity"]), float(budget["tolerance"]))
-    reward = BudgetReward(spec, HFTokenCounter(tokenizer))
+    job = TrainJob.of(config, RLStageConfig)
+    precision = training_precision(job.section.trl, job.use_gpu)  # this worker's device decides
+    model, tokenizer = _setup(job, precision)
+    reward = BudgetReward(job.budget, HFTokenCounter(tokenizer))
     rank = ray.train.get_context().get_world_rank()
     with tempfile.TemporaryDirectory(prefix=f"bard-rl-rank{rank}-") as out:
-        args = trl_args(section, out, not config["use_gpu"], precision)
-        dropped = set(config["dropped"])
-        prompts = draw_rl_prompts(load_records(config, "rl_train"), section, spec.tiers_tokens)
-        columns = ("prompt", "answer", "budget_tokens", "grader", "meta")
-        train = [{c: p[c] for c in columns} for p in prompts if record_key(p) not in dropped]
+        args = trl_args(job.section, out, not job.use_gpu, precision)
+        # The prompts the driver drew and kept, in its order: read, never redrawn or re-filtered.
+        train = _columns(job.train.read(job.store()), ("prompt", "answer", "budget_tokens", "grader", "meta"))
         trainer = GRPOTrainer(
             model=model,
             args=args,

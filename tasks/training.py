@@ -24,21 +24,13 @@ from bard_core import schemas
 from bard_core.budget import BudgetSpec
 from bard_core.config import RLStageConfig, RunConfig, SFTStageConfig
 from bard_core.plots import budget_following_plot
+from bard_core.training_data import draw_rl_prompts, split_overlength
 from infra.local_cache import STORE_SCHEME, resolve_location
 from infra.models import MODEL_PREFIX
 from infra.probe import run_probe
-from infra.ray_train import drop_scratch, fit
+from infra.ray_train import TrainJob, TrainRows, drop_scratch, fit
 from infra.store import ArtifactRef
-from infra.training import (
-    check_trl_args,
-    draw_rl_prompts,
-    record_key,
-    record_lengths,
-    require_chat_template,
-    rl_loop,
-    sft_loop,
-    split_overlength,
-)
+from infra.training import check_trl_args, record_lengths, require_chat_template, rl_loop, sft_loop
 from infra.writer import ArtifactWriter
 from tasks.inputs import read_rows
 from tasks.models import ModelLocation
@@ -70,26 +62,31 @@ def _local_model(ctx: StageContext, model: ModelLocation) -> tuple[str, Any]:
     return model_dir, tokenizer
 
 
-def _fit_and_store(
+def _write_rows(writer: ArtifactWriter, name: str, schema: pa.Schema, rows: Sequence[Mapping[str, Any]]) -> TrainRows:
+    """Write the rows a worker trains on into the artifact being built; the worker reads them by entry."""
+    return TrainRows(writer.ref, writer.write_table(name, pa.Table.from_pylist(list(rows), schema=schema)))
+
+
+def _job(
     ctx: StageContext,
-    writer: ArtifactWriter,
     section: SFTStageConfig | RLStageConfig,
-    loop: Callable[[dict[str, Any]], None],
-    loop_config: dict[str, Any],
+    model: ModelLocation,
+    train: TrainRows,
+    validation: TrainRows | None = None,
+) -> TrainJob[Any]:
+    """What the training workers get: the section, the budget contract, the model and the kept rows."""
+    spec: BudgetSpec = ctx.cfg.budget.spec()
+    store = ctx.store
+    return TrainJob(section, spec, model.location, store.root, store.endpoint_url, train, validation, MODEL_PREFIX)
+
+
+def _fit_and_store(
+    ctx: StageContext, writer: ArtifactWriter, loop: Callable[[dict[str, Any]], None], job: TrainJob[Any]
 ) -> tuple[str, dict[str, Any]]:
     """Train, store `model/` and the metrics; returns the local final model folder and the run metrics."""
     ctx.ray.ensure()
     run_name = f"{writer.ref.stage}-{writer.ref.fingerprint}"
-    resources = section.resources
-    base = {
-        "section": section.model_dump(mode="json"),
-        "store_root": ctx.store.root,
-        "endpoint_url": ctx.store.endpoint_url,
-        "model_prefix": MODEL_PREFIX,
-        "use_gpu": resources.use_gpu,
-        "threads": int(resources.cpus_per_worker),
-    }
-    folder, metrics = fit(loop, {**base, **loop_config}, resources, run_name, ctx.store)
+    folder, metrics = fit(loop, job, run_name, ctx.store)
     writer.write_dir(MODEL_PREFIX, folder / "final")
     history = json.loads(metrics.pop("log_history", "[]"))
     writer.write_json("train_log.json", history)
@@ -154,6 +151,40 @@ def _publish(ref: ArtifactRef, summaries: Mapping[str, Any]) -> None:
     create_markdown_artifact(key=f"{ref.stage}-probe", markdown="\n".join(lines), description=f"{ref.stage} probe")
 
 
+def _sft_rows(
+    ctx: StageContext, writer: ArtifactWriter, dataset: ArtifactRef, tokenizer: Any
+) -> tuple[int, list[dict[str, Any]], tuple[TrainRows, TrainRows]]:
+    """Read the dataset's SFT records, drop (or refuse, per `sft.overlength`) those over
+    `sft.max_length_tokens`, and write the kept ones of each split for the workers.
+    Returns (records read, the dropped ones' notes, the kept train and validation rows)."""
+    section = ctx.cfg.sft
+    splits = {split: read_rows(ctx, dataset, f"sft_{split}", schemas.SFT, "sft") for split in ("train", "validation")}
+    if not splits["train"]:
+        raise ValueError(
+            f"sft: dataset {dataset.key} has no training records: no problem got a correct gold trace or a "
+            "valid compression (see the sample and compress stages' stats); use a stronger teacher or more problems"
+        )
+    kept: dict[str, list[dict[str, Any]]] = {}
+    dropped: list[dict[str, Any]] = []
+    for split, records in splits.items():
+        lengths = record_lengths(records, tokenizer, ("prompt", "completion"))
+        kept[split], over = split_overlength(records, lengths, section.max_length_tokens)
+        dropped += over
+    if dropped and section.overlength == "error":
+        raise ValueError(
+            f"{len(dropped)} SFT records are longer than sft.max_length_tokens={section.max_length_tokens} "
+            f"(longest {max(d['tokens'] for d in dropped)}, e.g. {dropped[0]}); raise the limit or use "
+            "sft.overlength: drop"
+        )
+    if dropped:
+        logger().warning(
+            "sft: %d records over %d tokens dropped (counted in the manifest)", len(dropped), section.max_length_tokens
+        )
+    writer.write_json("dropped_overlength.json", dropped)
+    rows = {split: _write_rows(writer, f"sft_kept_{split}", schemas.SFT_KEPT, kept[split]) for split in kept}
+    return sum(map(len, splits.values())), dropped, (rows["train"], rows["validation"])
+
+
 @task(name="sft", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
 def sft(ctx: StageContext, dataset: ArtifactRef, student: ModelLocation) -> ArtifactRef:
     section = ctx.cfg.sft
@@ -166,49 +197,17 @@ def sft(ctx: StageContext, dataset: ArtifactRef, student: ModelLocation) -> Arti
     def build(writer: ArtifactWriter) -> StageResult:
         model_dir, tokenizer = _local_model(ctx, student)
         check_trl_args(section)  # a bad `trl` fails here, not in a worker
-        train = read_rows(ctx, dataset, "sft_train", schemas.SFT, "sft")
-        records = train + read_rows(ctx, dataset, "sft_validation", schemas.SFT, "sft")
-        if not train:
-            raise ValueError(
-                f"sft: dataset {dataset.key} has no training records: no problem got a correct gold trace or a "
-                "valid compression (see the sample and compress stages' stats); use a stronger teacher or more problems"
-            )
-        _kept, dropped = split_overlength(
-            records, record_lengths(records, tokenizer, ("prompt", "completion")), section.max_length_tokens
-        )
-        if dropped and section.overlength == "error":
-            raise ValueError(
-                f"{len(dropped)} SFT records are longer than sft.max_length_tokens={section.max_length_tokens} "
-                f"(longest {max(d['tokens'] for d in dropped)}, e.g. {dropped[0]}); raise the limit or use "
-                "sft.overlength: drop"
-            )
-        if dropped:
-            logger().warning(
-                "sft: %d records over %d tokens dropped (counted in the manifest)",
-                len(dropped),
-                section.max_length_tokens,
-            )
-        writer.write_json("dropped_overlength.json", dropped)
+        records, dropped, (train, validation) = _sft_rows(ctx, writer, dataset, tokenizer)
         rl_validation = read_rows(ctx, dataset, "rl_validation", schemas.RL, "sft")
         earlier: dict[str, tuple[list[dict[str, Any]], dict[str, Any]]] = {}
         if section.probe.problems:  # the student before training, for comparison
             earlier["base"] = run_probe(model_dir, rl_validation, ctx.cfg.budget.spec(), section.probe, "base")
-        local, metrics = _fit_and_store(
-            ctx,
-            writer,
-            section,
-            sft_loop,
-            {
-                "dataset_ref": dataset.key,
-                "model_location": student.location,
-                "dropped": [record_key(d) for d in dropped],
-            },
-        )
+        local, metrics = _fit_and_store(ctx, writer, sft_loop, _job(ctx, section, student, train, validation))
         probes = _probe(ctx, writer, {"sft": local}, section, rl_validation, earlier)
         tokens_per_s = metrics["train_tokens"] / max(metrics.get("train_runtime_s", 0.0), 1e-9)
         return StageResult(
             stats={
-                "records": len(records),
+                "records": records,
                 "dropped_overlength": len(dropped),
                 "train": {k: metrics.get(k) for k in ("global_step", "train_loss", "eval_loss", "resumed")},
                 "train_tokens_per_s": round(tokens_per_s, 1),
@@ -238,23 +237,13 @@ def rl(ctx: StageContext, dataset: ArtifactRef, start: ArtifactRef) -> ArtifactR
         prompts = draw_rl_prompts(read_rows(ctx, dataset, "rl_train", schemas.RL, "rl"), section, budget.tiers_tokens)
         if not prompts:
             raise ValueError(f"no RL prompts in {dataset.key} (rl_train is empty): nothing to train on")
-        _kept, dropped = split_overlength(
+        kept, dropped = split_overlength(
             prompts, record_lengths(prompts, tokenizer, ("prompt",)), section.max_prompt_tokens
         )
         writer.write_json("dropped_overlength.json", dropped)
         budgets = [int(p["budget_tokens"]) for p in prompts]
-        local, metrics = _fit_and_store(
-            ctx,
-            writer,
-            section,
-            rl_loop,
-            {
-                "dataset_ref": dataset.key,
-                "model_location": begin.location,
-                "budget": budget.model_dump(mode="json"),
-                "dropped": [record_key(d) for d in dropped],
-            },
-        )
+        train = _write_rows(writer, "rl_prompts", schemas.RL_PROMPTS, kept)  # drawn once, here; workers read it
+        local, metrics = _fit_and_store(ctx, writer, rl_loop, _job(ctx, section, begin, train))
         rl_validation = read_rows(ctx, dataset, "rl_validation", schemas.RL, "rl")
         # Before and after, on the same problems with the same settings: the comparison RL is judged by.
         probes = _probe(ctx, writer, {"sft": start_dir, "rl": local}, section, rl_validation, {})

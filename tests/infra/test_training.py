@@ -1,4 +1,5 @@
-"""Training adapters: TRL configs, the assistant-only loss mask, over-length accounting, RL prompt draws."""
+"""Training adapters: TRL configs, the assistant-only loss mask, over-length accounting, the typed job a
+training worker gets (RL prompt draws are tested in tests/bard_core/test_training_data.py)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,11 @@ import pytest
 from bard_core.config import RLStageConfig, SFTStageConfig
 from bard_core.precision import Hardware, Precision, PrecisionChoice
 from bard_core.recipes import ConfigError, validate_config
+from bard_core.training_data import split_overlength
 from infra.training import (
     TrainingConfigError,
-    draw_rl_prompts,
     record_lengths,
     require_chat_template,
-    split_overlength,
     trl_args,
     validate_trl,
 )
@@ -112,11 +112,38 @@ def test_a_tokenizer_without_chat_template_is_refused(toy_model_dir: Path) -> No
         require_chat_template(tokenizer, "student/")
 
 
-def test_rl_budgets_are_drawn_by_weight_deterministically() -> None:
-    records = [{"problem_id": f"p{i}", "budget_tokens": b} for i in range(400) for b in (16, 32, 64)]
-    section = RLStageConfig(budget_weights={16: 1, 32: 3, 64: 0}, budgets_per_problem=1, seed=3)
-    drawn = draw_rl_prompts(records, section, (16, 32, 64))
-    assert drawn == draw_rl_prompts(list(reversed(records)), section, (16, 32, 64))
-    budgets = [r["budget_tokens"] for r in drawn]
-    assert len(drawn) == 400 and 64 not in budgets and 0.65 < budgets.count(32) / 400 < 0.85
-    assert len(draw_rl_prompts(records, RLStageConfig(budgets_per_problem=2, max_prompts=50), (16, 32, 64))) == 50
+def test_a_train_job_travels_whole_and_its_rows_are_read_before_commit(tmp_path: Path) -> None:
+    import pickle
+
+    import pyarrow as pa
+
+    from bard_core import schemas
+    from bard_core.budget import BudgetSpec
+    from infra.ray_train import TrainJob, TrainRows
+    from infra.store import ArtifactRef, ArtifactStore
+    from infra.writer import ArtifactWriter
+
+    store = ArtifactStore(f"file://{tmp_path}")
+    writer = ArtifactWriter(store, ArtifactRef("rl", "f" * 16))
+    rows = [
+        {
+            "problem_id": "p0",
+            "problem": "1+1?",
+            "answer": "2",
+            "budget_tokens": 32,
+            "prompt": [{"role": "user", "content": "1+1?"}],
+            "grader": "math",
+            "meta": "{}",
+        }
+    ]
+    entry = writer.write_table("rl_prompts", pa.Table.from_pylist(rows, schema=schemas.RL_PROMPTS))
+    section = RLStageConfig(seed=5)
+    job = TrainJob(section, BudgetSpec((16, 32)), "store:sft/abc", store.root, None, TrainRows(writer.ref, entry))
+    assert not store.exists(writer.ref)  # no manifest yet: the worker reads by entry, checksum verified
+    copy = pickle.loads(pickle.dumps(job))
+    assert copy == job and copy.section.seed == 5 and copy.budget.tiers_tokens == (16, 32)
+    assert copy.train.read(copy.store()) == rows
+    assert copy.use_gpu is False and copy.threads >= 1 and copy.model_prefix == "model"
+    assert TrainJob.of(copy.loop_config(), RLStageConfig) is copy
+    with pytest.raises(TypeError, match="SFTStageConfig training loop got TrainJob"):
+        TrainJob.of(copy.loop_config(), SFTStageConfig)
