@@ -2,7 +2,9 @@
 
 Multiplicative on purpose: an additive length bonus teaches short wrong answers, while here a wrong or
 unparseable answer earns nothing however well it fits the budget. An output without a closed, non-empty
-``<think>`` block is unparseable and scores 0. Judging is ``judge``'s (the reward calls the evaluation's
+``<think>`` block is unparseable and scores 0. ``RewardKind.ADDITIVE`` (``correctness + fidelity``, the
+ablation of ``rl.reward``) exists to show why; it changes only how the components combine (both are 0
+for an unparseable output, so it too scores 0). Judging is ``judge``'s (the reward calls the evaluation's
 verdict), so the logged lengths follow its rule: an unclosed output counts at its generated length.
 """
 
@@ -13,10 +15,25 @@ import statistics
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from bard_core.budget import BudgetSpec, TokenCounter
 from bard_core.judge import Verdict, judge, length_summary, verdicts
+
+
+class RewardKind(str, Enum):
+    """How correctness and fidelity combine into the RL reward (``rl.reward``)."""
+
+    MULTIPLICATIVE = "multiplicative"  # correct x fidelity: BARD's reward
+    ADDITIVE = "additive"  # correct + fidelity: the ablation that pays for length alone
+
+
+COMBINE: dict[RewardKind, Callable[[float, float], float]] = {
+    RewardKind.MULTIPLICATIVE: lambda correct, fidelity: correct * fidelity,
+    RewardKind.ADDITIVE: lambda correct, fidelity: correct + fidelity,
+}
+"""(correctness, fidelity) -> reward, per kind."""
 
 
 @dataclass(frozen=True)
@@ -29,9 +46,10 @@ class RewardBreakdown:
     over: bool
 
     @classmethod
-    def of(cls, verdict: Verdict) -> RewardBreakdown:
+    def of(cls, verdict: Verdict, kind: RewardKind = RewardKind.MULTIPLICATIVE) -> RewardBreakdown:
         correct = 1.0 if verdict.correct and verdict.parsed else 0.0
-        return cls(correct, verdict.fidelity, verdict.reward, verdict.reasoning_tokens, verdict.parsed, verdict.over)
+        reward = COMBINE[kind](correct, verdict.fidelity)
+        return cls(correct, verdict.fidelity, reward, verdict.reasoning_tokens, verdict.parsed, verdict.over)
 
 
 def score(
@@ -42,9 +60,10 @@ def score(
     reasoning_tokens: int,
     grader: str = "math",
     meta: Mapping[str, Any] | None = None,
+    kind: RewardKind = RewardKind.MULTIPLICATIVE,
 ) -> RewardBreakdown:
     """Score one completion whose reasoning length (``judge.counted_text``, student tokens) is counted."""
-    return RewardBreakdown.of(judge(text, answer, grader, meta, budget_tokens, spec, reasoning_tokens))
+    return RewardBreakdown.of(judge(text, answer, grader, meta, budget_tokens, spec, reasoning_tokens), kind)
 
 
 def completion_text(completion: Any) -> str:
@@ -55,7 +74,8 @@ def completion_text(completion: Any) -> str:
 
 
 class BudgetReward:
-    """A TRL reward function: ``reward_funcs=[BudgetReward(spec, counter)]``.
+    """A TRL reward function: ``reward_funcs=[BudgetReward(spec, counter)]`` (``kind``: how the components
+    combine, multiplicative unless the additive ablation is asked for).
 
     Reads the dataset columns ``answer``, ``budget_tokens`` and (optional) ``grader``/``meta``, and logs each
     component through TRL's ``log_metric``: correctness, fidelity, the product, the parse rate, the mean
@@ -64,9 +84,10 @@ class BudgetReward:
 
     __name__ = "budget_reward"  # TRL names reward columns and metrics after it
 
-    def __init__(self, spec: BudgetSpec, counter: TokenCounter) -> None:
+    def __init__(self, spec: BudgetSpec, counter: TokenCounter, kind: RewardKind = RewardKind.MULTIPLICATIVE) -> None:
         self.spec = spec
         self.counter = counter
+        self.kind = kind
 
     def breakdown(
         self,
@@ -80,7 +101,7 @@ class BudgetReward:
         graders = list(grader) if grader else ["math"] * len(texts)
         metas = [json.loads(m) for m in meta] if meta else [None] * len(texts)
         judged = verdicts(texts, answer, graders, metas, budget_tokens, self.spec, self.counter)
-        return [RewardBreakdown.of(v) for v in judged]
+        return [RewardBreakdown.of(v, self.kind) for v in judged]
 
     def __call__(
         self,

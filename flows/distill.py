@@ -9,6 +9,7 @@
 - `materialize` budget-conditioned SFT records and RL prompts, split by problem, with a card;
 - `sft`         supervised fine-tuning of the student on them (TRL on Ray Train), probed per budget;
 - `rl`          GRPO from the SFT checkpoint, reward = correctness x budget fidelity, probed again;
+                (a run that evaluates trains only the checkpoints its evaluation loads: `needed_training`)
 - `evaluate`    base, SFT and RL students (and the truncation baseline) on benchmarks across a budget
                 grid, k samples each: accuracy with bootstrap CIs, length fidelity, an HTML report.
 
@@ -35,7 +36,7 @@ from tasks.models import ModelLocation, engine_models, prepare_models
 from tasks.sample import sample
 from tasks.stage import StageContext
 from tasks.tokenizer import build_tokenizer
-from tasks.training import rl, sft, student_checkpoints
+from tasks.training import needed_training, rl, rl_start, sft, student_checkpoints
 
 
 def _run_name() -> str:
@@ -51,14 +52,17 @@ def _run_name() -> str:
 def _train_and_evaluate(
     ctx: StageContext, dataset: ArtifactRef, problems: ArtifactRef, tokenizer: ArtifactRef, student: ModelLocation
 ) -> None:
-    """`sft`, `rl` and `evaluate`, as far as `until` lets the run go."""
+    """`sft`, `rl` and `evaluate`, as far as `until` lets the run go; a run that evaluates trains only what its
+    evaluation loads (e.g. no RL for `evaluate.models=[sft]`)."""
     if not ctx.continues_after("materialize"):
         return
-    sft_ref = sft(ctx, dataset, student)
+    evaluates = ctx.continues_after("rl") and ctx.cfg.evaluate.enabled
+    needed = needed_training(ctx.cfg, evaluates)
+    sft_ref = sft(ctx, dataset, student) if "sft" in needed else None
     if not ctx.continues_after("sft"):
         return
-    rl_ref = rl(ctx, dataset, sft_ref)
-    if ctx.continues_after("rl") and ctx.cfg.evaluate.enabled:
+    rl_ref = rl(ctx, dataset, rl_start(ctx.cfg, student, sft_ref)) if "rl" in needed else None
+    if evaluates:
         evaluate(ctx, problems, tokenizer, student_checkpoints(ctx.cfg, student, sft_ref, rl_ref))
 
 

@@ -3,7 +3,8 @@
 Both stages: check inputs on the driver first (dataset columns, chat template, TRL arguments, over-length
 records), fit on Ray Train (resuming from the scratch checkpoint of an interrupted attempt), store the final
 model (weights, tokenizer, chat template) as the artifact's `model/` folder, and probe how its reasoning
-length follows the budget on held-out problems. The RL stage starts from the SFT checkpoint.
+length follows the budget on held-out problems. The RL stage starts from the SFT checkpoint (or, with
+`rl.init: base`, from the untrained student). A run trains only what it needs (``needed_training``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from prefect.context import FlowRunContext
 
 from bard_core import schemas
 from bard_core.budget import BudgetSpec
-from bard_core.config import RLStageConfig, RunConfig, SFTStageConfig
+from bard_core.config import RLInit, RLStageConfig, RunConfig, SFTStageConfig
 from bard_core.plots import budget_following_plot
 from bard_core.training_data import draw_rl_prompts, split_overlength
 from infra.local_cache import STORE_SCHEME, resolve_location
@@ -45,12 +46,34 @@ def checkpoint_location(ref: ArtifactRef) -> ModelLocation:
 
 
 def student_checkpoints(
-    cfg: RunConfig, base: ModelLocation, sft_ref: ArtifactRef, rl_ref: ArtifactRef
+    cfg: RunConfig, base: ModelLocation, sft_ref: ArtifactRef | None, rl_ref: ArtifactRef | None
 ) -> dict[str, ModelLocation]:
-    """What `evaluate` can load, by label: the student before training, after SFT and after RL, and the
-    stored checkpoints of `evaluate.checkpoints` (e.g. a budget-agnostic run's sft)."""
+    """What `evaluate` can load, by label: the student before training, after SFT and after RL (those the
+    run trained), and the stored checkpoints of `evaluate.checkpoints` (e.g. a budget-agnostic run's sft)."""
     extra = {label: checkpoint_location(ArtifactRef.parse(key)) for label, key in cfg.evaluate.checkpoints.items()}
-    return {"base": base, "sft": checkpoint_location(sft_ref), "rl": checkpoint_location(rl_ref), **extra}
+    trained = {label: checkpoint_location(ref) for label, ref in (("sft", sft_ref), ("rl", rl_ref)) if ref}
+    return {"base": base, **trained, **extra}
+
+
+def needed_training(cfg: RunConfig, evaluates: bool) -> frozenset[str]:
+    """The training stages a run needs: when it evaluates, those whose checkpoints the evaluation loads (an
+    RL checkpoint needs the SFT one only when RL starts from it); otherwise both, as far as `until` allows."""
+    if not evaluates:
+        return frozenset({"sft", "rl"})
+    labels = {*cfg.evaluate.models, *([cfg.evaluate.truncation.model] if cfg.evaluate.truncation else [])}
+    needed = {label for label in labels if label in ("sft", "rl")}
+    if "rl" in needed and cfg.rl.init == RLInit.SFT:
+        needed.add("sft")
+    return frozenset(needed)
+
+
+def rl_start(cfg: RunConfig, base: ModelLocation, sft_ref: ArtifactRef | None) -> ModelLocation:
+    """The model RL starts from (``rl.init``): the SFT checkpoint or the untrained student."""
+    if cfg.rl.init == RLInit.BASE:
+        return base
+    if sft_ref is None:
+        raise ValueError("rl.init is 'sft' but this run trained no SFT checkpoint")
+    return checkpoint_location(sft_ref)
 
 
 def _local_model(ctx: StageContext, model: ModelLocation) -> tuple[str, Any]:
@@ -224,14 +247,21 @@ def sft(ctx: StageContext, dataset: ArtifactRef, student: ModelLocation) -> Arti
 
 
 @task(name="rl", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
-def rl(ctx: StageContext, dataset: ArtifactRef, start: ArtifactRef) -> ArtifactRef:
+def rl(ctx: StageContext, dataset: ArtifactRef, start: ModelLocation) -> ArtifactRef:
+    """GRPO from ``start`` (``rl_start``: the SFT checkpoint, or the untrained student with `rl.init: base`)."""
     section = ctx.cfg.rl
     budget = ctx.cfg.budget
-    config = stage_config(section, budget=budget)
-    spec = StageSpec("rl", VERSION, config, inputs={"dataset": dataset, "start": start})
+    inputs = {"dataset": dataset}
+    decisive: dict[str, Any] = {"budget": budget}
+    if start.location.startswith(STORE_SCHEME):  # a stored checkpoint or model: an input artifact
+        inputs["start"] = ArtifactRef.parse(start.location[len(STORE_SCHEME) :])
+    else:  # a hub id or a folder (a base student that is not built): its identity
+        decisive["start"] = start.identity
+    spec = StageSpec("rl", VERSION, stage_config(section, **decisive), inputs=inputs)
+    start_label = section.init.value  # "sft" or "base", as the probe names the model RL started from
 
     def build(writer: ArtifactWriter) -> StageResult:
-        begin = checkpoint_location(start)
+        begin = start
         start_dir, tokenizer = _local_model(ctx, begin)
         check_trl_args(section)  # a bad `trl` fails here, not in a worker
         prompts = draw_rl_prompts(read_rows(ctx, dataset, "rl_train", schemas.RL, "rl"), section, budget.tiers_tokens)
@@ -246,7 +276,7 @@ def rl(ctx: StageContext, dataset: ArtifactRef, start: ArtifactRef) -> ArtifactR
         local, metrics = _fit_and_store(ctx, writer, rl_loop, _job(ctx, section, begin, train))
         rl_validation = read_rows(ctx, dataset, "rl_validation", schemas.RL, "rl")
         # Before and after, on the same problems with the same settings: the comparison RL is judged by.
-        probes = _probe(ctx, writer, {"sft": start_dir, "rl": local}, section, rl_validation, {})
+        probes = _probe(ctx, writer, {start_label: start_dir, "rl": local}, section, rl_validation, {})
         return StageResult(
             stats={
                 "prompts": len(prompts) - len(dropped),

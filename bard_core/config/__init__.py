@@ -8,6 +8,7 @@ leaves them out of artifact fingerprints: changing them never invalidates an art
 
 from bard_core.config.base import (
     EXECUTION,
+    OMIT_DEFAULT,
     ExecutionSection,
     RayConfig,
     ResourcesConfig,
@@ -59,6 +60,7 @@ from bard_core.config.stages import (
 from bard_core.config.training import (
     LoraConfig,
     ProbeConfig,
+    RLInit,
     RLStageConfig,
     SFTStageConfig,
     TrainResourcesConfig,
@@ -74,6 +76,7 @@ from bard_core.config.watch import (
 __all__ = [
     "BUILT_MODEL_KINDS",
     "EXECUTION",
+    "OMIT_DEFAULT",
     "BenchmarkConfig",
     "BudgetConfig",
     "BundledBenchmark",
@@ -101,6 +104,7 @@ __all__ = [
     "PathModelSpec",
     "PriceConfig",
     "ProbeConfig",
+    "RLInit",
     "RLStageConfig",
     "RayConfig",
     "ResourcesConfig",

@@ -3,6 +3,7 @@
 What a fingerprint leaves out is declared here, once: a field is execution-only when its type is an
 ``ExecutionSection`` (resources) or it is marked ``Field(..., json_schema_extra=EXECUTION)`` (shard sizes,
 switches). ``Section.fingerprint_dump`` drops those at any depth, so no stage excludes fields by hand.
+An option added later is marked ``OMIT_DEFAULT``: at its default it is left out too, so old addresses hold.
 """
 
 from __future__ import annotations
@@ -15,6 +16,11 @@ from pydantic.fields import FieldInfo
 
 EXECUTION: dict[str, Any] = {"execution": True}
 """Marks a field execution-only: how a stage runs, not what it writes (``Field(json_schema_extra=EXECUTION)``)."""
+
+OMIT_DEFAULT: dict[str, Any] = {"omit_default": True}
+"""Marks an option added after artifacts existed: while it holds its default it is left out of the
+fingerprint, so adding it moved no address (``Field(default, json_schema_extra=OMIT_DEFAULT)``); any other
+value is fingerprinted like every field."""
 
 
 class Section(BaseModel):
@@ -29,7 +35,7 @@ class Section(BaseModel):
         exclude: dict[str, Any] = {}
         for name, info in type(self).model_fields.items():
             value = getattr(self, name)
-            if _is_execution(info, value):
+            if _is_execution(info, value) or _is_omitted_default(info, value):
                 exclude[name] = True
             elif nested := _nested_exclude(value):
                 exclude[name] = nested
@@ -45,6 +51,11 @@ def _is_execution(info: FieldInfo, value: object) -> bool:
     extra = info.json_schema_extra
     marked = isinstance(extra, Mapping) and extra.get("execution") is True
     return marked or isinstance(value, ExecutionSection) or _typed_execution(info.annotation)
+
+
+def _is_omitted_default(info: FieldInfo, value: object) -> bool:
+    extra = info.json_schema_extra
+    return isinstance(extra, Mapping) and extra.get("omit_default") is True and value == info.default
 
 
 def _typed_execution(annotation: object) -> bool:

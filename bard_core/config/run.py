@@ -45,7 +45,8 @@ class RunConfig(Section):
     sft: SFTStageConfig = SFTStageConfig()
     """The `sft` stage: supervised fine-tuning on the budget-conditioned data."""
     rl: RLStageConfig = RLStageConfig()
-    """The `rl` stage: GRPO with reward = correctness x budget fidelity, from the SFT checkpoint."""
+    """The `rl` stage: GRPO with reward = correctness x budget fidelity, from the SFT checkpoint (see
+    `rl.reward` and `rl.init` for the ablations)."""
     evaluate: EvaluateConfig = EvaluateConfig()
     """The `evaluate` stage: every checkpoint on benchmarks across a budget grid, baselines, report."""
     watch: WatchConfig = WatchConfig()

@@ -8,11 +8,13 @@ logging, devices) are refused with a message that says so.
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from bard_core.config.base import ExecutionSection, Section
+from bard_core.config.base import OMIT_DEFAULT, ExecutionSection, Section
+from bard_core.rewards import RewardKind
 
 # Set by the pipeline from other fields or from the runtime; not user-settable through `trl`.
 RESERVED_TRL_KEYS = frozenset(
@@ -28,6 +30,13 @@ def _check_trl(value: dict[str, Any]) -> dict[str, Any]:
             f"{reserved} are set by the pipeline (checkpoints, logging, devices, max_length_tokens); remove them"
         )
     return value
+
+
+class RLInit(str, Enum):
+    """Where RL starts (``rl.init``)."""
+
+    SFT = "sft"  # the SFT checkpoint: BARD's SFT then RL
+    BASE = "base"  # the student before any training: the RL-alone ablation
 
 
 class TrainResourcesConfig(ExecutionSection):
@@ -119,6 +128,13 @@ class RLStageConfig(_TrainingStage):
     """Execution resources (not part of the fingerprint)."""
     probe: ProbeConfig = ProbeConfig()
     """Budget-following probe of the trained model."""
+    init: RLInit = Field(default=RLInit.SFT, json_schema_extra=OMIT_DEFAULT)
+    """Where RL starts: 'sft' (the SFT checkpoint) or 'base' (the untrained student: the RL-alone ablation).
+    At its default it is not part of the fingerprint (existing RL artifacts keep their addresses)."""
+    reward: RewardKind = Field(default=RewardKind.MULTIPLICATIVE, json_schema_extra=OMIT_DEFAULT)
+    """How correctness and budget fidelity combine: 'multiplicative' (correct x fidelity, BARD's reward) or
+    'additive' (correct + fidelity, an ablation known to teach short wrong answers). At its default it is not
+    part of the fingerprint."""
 
     @field_validator("budget_weights")
     @classmethod

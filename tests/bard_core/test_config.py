@@ -138,3 +138,21 @@ def test_fields_are_execution_only_by_type_or_by_mark() -> None:
     dump = Outer().fingerprint_dump()
     assert dump == {"items": [{"value": 0}, {"value": 2}], "by_name": {"a": {"value": 0}}}
     assert Outer(items=(Inner(shards=9),)).fingerprint_dump()["items"] == [{"value": 0}]
+
+
+def _section_dumps(cfg: RunConfig) -> dict[str, object]:
+    return cfg.fingerprint_dump()  # every section (and the model catalog) as the stages fingerprint it
+
+
+@pytest.mark.parametrize("override", ["rl.reward=additive", "rl.init=base"])
+def test_an_rl_ablation_changes_only_the_rl_section(override: str) -> None:
+    base, changed = _section_dumps(RunConfig()), _section_dumps(load_config(None, [override]))
+    assert [name for name in base if base[name] != changed[name]] == ["rl"]
+
+
+def test_rl_options_at_their_default_leave_the_fingerprint_as_it_was() -> None:
+    dump = RunConfig().rl.fingerprint_dump()
+    assert "reward" not in dump and "init" not in dump  # the addresses from before these options existed
+    explicit = load_config(None, ["rl.reward=multiplicative", "rl.init=sft"]).rl.fingerprint_dump()
+    assert explicit == dump
+    assert load_config(None, ["rl.reward=additive"]).rl.fingerprint_dump() == {**dump, "reward": "additive"}

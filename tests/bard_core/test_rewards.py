@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import pytest
 
 from bard_core.budget import BudgetSpec, FidelityShape
-from bard_core.rewards import BudgetReward, score
+from bard_core.rewards import BudgetReward, RewardKind, score
 
 SPEC = BudgetSpec((16, 32, 64, 128), FidelityShape.TARGET, 0.25)
 
@@ -72,3 +72,43 @@ def test_trl_reward_function_logs_each_component() -> None:
     assert logged["budget/length_at_16"] == 16 and logged["budget/length_at_64"] == 200
     assert logged["budget/over_budget"] == pytest.approx(1 / 3) and logged["budget/parsed"] == 1.0
     assert reward.__name__ == "budget_reward"
+
+
+@pytest.mark.parametrize(
+    ("text", "budget"),
+    [
+        (_out(32), 32),  # correct, on budget
+        (_out(36), 32),  # correct, inside the band
+        (_out(96), 32),  # correct, far over
+        (_out(32, answer="8"), 32),  # wrong, on budget: the shortcut additive pays for
+        (_out(8, answer="8"), 32),  # wrong and short
+        (_out(32, closed=False), 32),  # unparseable
+    ],
+)
+def test_the_additive_option_changes_only_how_the_components_combine(text: str, budget: int) -> None:
+    words = len(text.split("</think>")[0].replace("<think>", "").split())
+    product = score(text, "7", budget, SPEC, words)
+    total = score(text, "7", budget, SPEC, words, kind=RewardKind.ADDITIVE)
+    assert (total.correct, total.fidelity, total.reasoning_tokens, total.parsed, total.over) == (
+        product.correct,
+        product.fidelity,
+        product.reasoning_tokens,
+        product.parsed,
+        product.over,
+    )
+    assert product.reward == product.correct * product.fidelity
+    assert total.reward == product.correct + product.fidelity
+
+
+def test_additive_pays_a_wrong_answer_on_budget_and_multiplicative_does_not() -> None:
+    wrong = _out(32, answer="8")
+    assert score(wrong, "7", 32, SPEC, 32).reward == 0.0
+    assert score(wrong, "7", 32, SPEC, 32, kind=RewardKind.ADDITIVE).reward == 1.0
+    assert score(_out(32, closed=False), "7", 32, SPEC, 32, kind=RewardKind.ADDITIVE).reward == 0.0  # unparseable
+
+
+def test_the_trl_reward_function_uses_its_kind() -> None:
+    completions = [[{"role": "assistant", "content": _out(16, "8")}]]
+    args = {"prompts": [[]], "completions": completions, "answer": ["7"], "budget_tokens": [16]}
+    assert BudgetReward(SPEC, Words())(**args) == [0.0]
+    assert BudgetReward(SPEC, Words(), RewardKind.ADDITIVE)(**args) == [1.0]
