@@ -131,3 +131,50 @@ def evaluation_plots(metrics: Sequence[Mapping[str, Any]], spec: BudgetSpec, out
         plt.close(fig)
         plots[benchmark] = path
     return plots
+
+
+def pareto_points(summaries: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[tuple[str, int]]:
+    """(arm, budget) of the points no other point beats on both axes: at most as many mean reasoning tokens
+    and at least the accuracy, one of them strictly."""
+    points = [(arm, r) for arm, rows in summaries.items() for r in rows]
+
+    def dominated(r: Mapping[str, Any]) -> bool:
+        x, y = r["mean_reasoning_tokens"], r["accuracy"]
+        return any(
+            o["mean_reasoning_tokens"] <= x
+            and o["accuracy"] >= y
+            and (o["mean_reasoning_tokens"], o["accuracy"]) != (x, y)
+            for _, o in points
+        )
+
+    return [(arm, int(r["budget_tokens"])) for arm, r in points if not dominated(r)]
+
+
+def pareto_plot(summaries: Mapping[str, Sequence[Mapping[str, Any]]], path: Path) -> Path:
+    """Accuracy against mean reasoning tokens: one line per arm through its budgets (labelled), the
+    Pareto-optimal points ringed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    front = set(pareto_points(summaries))
+    for arm, rows in summaries.items():
+        ordered = sorted(rows, key=lambda r: int(r["budget_tokens"]))
+        xs = [float(r["mean_reasoning_tokens"]) for r in ordered]
+        ys = [float(r["accuracy"]) for r in ordered]
+        line = ax.plot(xs, ys, marker="o", label=arm)[0]
+        for r, x, y in zip(ordered, xs, ys, strict=True):
+            ax.annotate(str(r["budget_tokens"]), (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            if (arm, int(r["budget_tokens"])) in front:
+                ax.scatter([x], [y], s=140, facecolors="none", edgecolors=line.get_color(), linewidths=1.5)
+    ax.set_xlabel("mean reasoning tokens")
+    ax.set_ylabel("accuracy (pass@1)")
+    ax.set_ylim(0, 1)
+    ax.set_title("accuracy vs reasoning tokens (labels: budget; rings: Pareto front)", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
