@@ -146,8 +146,8 @@ def _length_follows(claim: ClaimConfig, ev: Evidence) -> tuple[bool, str]:
     deviations = [float(r["mean_relative_deviation"]) for r in rows]
     deviation = statistics.fmean(deviations) if deviations else float("nan")
     held = rho >= SPEARMAN_MIN and deviation <= ev.spec.tolerance  # NaN compares false: not held
-    numbers = f"Spearman(budget, mean tokens) = {rho:.2f} (need ≥ {SPEARMAN_MIN}); mean |L−B|/B = {deviation:.3f}"
-    return held, f"{numbers} (need ≤ {ev.spec.tolerance})"
+    order = f"Spearman(budget, mean tokens) = {rho:.2f} (need ≥ {SPEARMAN_MIN})"
+    return held, f"{order}; mean relative deviation = {deviation:.3f} (need ≤ {ev.spec.tolerance})"
 
 
 def _pooled(claim: ClaimConfig, ev: Evidence, measure: Measure, first: str, second: str) -> dict[str, Any]:

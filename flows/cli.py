@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 apply_defaults()  # before anything imports Prefect or Ray
 
+from flows.experiment_cli import register as register_experiment_commands  # noqa: E402
 from flows.stack_cli import register as register_stack_commands  # noqa: E402
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Budget-aware reasoning distillation pipeline.")
@@ -242,11 +243,11 @@ def _run_id(st: ArtifactStore, run: str) -> str:
 
 
 def _evaluation(st: ArtifactStore, key: str | None) -> ArtifactRef:
-    """An evaluate artifact from its key (evaluate/<fp>), a run id (or unique prefix) that has one, or `latest`
-    (also when KEY is omitted): the newest run with a committed evaluation."""
+    """An evaluate artifact from its key (evaluate/<fp>; an experiment/<fp> report too), a run id (or unique
+    prefix) that has one, or `latest` (also when KEY is omitted): the newest run with a committed evaluation."""
     from infra.store import AmbiguousRunError, ArtifactNotFoundError, ArtifactRef
 
-    if key and key.startswith("evaluate/"):
+    if key and key.startswith(("evaluate/", "experiment/")):
         return _ref(key)
     try:
         record = st.latest_run("evaluate") if key in (None, "latest") else st.read_run(st.resolve_run(key))
@@ -322,6 +323,7 @@ def data_ls() -> None:
 
 
 register_stack_commands(app)
+register_experiment_commands(app)
 
 if __name__ == "__main__":
     app()

@@ -2,7 +2,8 @@
 
 - ``bard-distill/distill``        the full distillation; recipe, overrides, stages, from_run, until editable in the UI;
 - ``bard-stage/stage``            one stage (and optionally what follows) with its inputs from an earlier run;
-- ``bard-teacher-watcher/watcher`` the teacher watcher, on a cron schedule.
+- ``bard-teacher-watcher/watcher`` the teacher watcher, on a cron schedule;
+- ``bard-experiment/experiment``  a grid of arms over one recipe and its comparison report (an experiment file).
 
 On a cluster, deploy the same flows to a docker or kubernetes work pool instead (see the README).
 """
@@ -15,6 +16,7 @@ from typing import Any
 from prefect import flow, serve
 
 from flows.distill import distill
+from flows.experiment import experiment
 from flows.watcher import watch_teachers
 from tasks.stage import STAGES
 
@@ -41,11 +43,15 @@ def rerun_stage(
     return distill(recipe=recipe, overrides=overrides, stages=stages, from_run=from_run)
 
 
-def deployments(recipe: str, watch_cron: str | None) -> list[Any]:
+EXPERIMENT = "configs/experiments/bard-claims.yaml"
+
+
+def deployments(recipe: str, watch_cron: str | None, experiment_file: str = EXPERIMENT) -> list[Any]:
     return [
         distill.to_deployment(name="distill", parameters={"recipe": recipe}, tags=["bard"]),
         rerun_stage.to_deployment(name="stage", parameters={"recipe": recipe}, tags=["bard"]),
         watch_teachers.to_deployment(name="watcher", parameters={"recipe": recipe}, cron=watch_cron, tags=["bard"]),
+        experiment.to_deployment(name="experiment", parameters={"recipe": experiment_file}, tags=["bard"]),
     ]
 
 
@@ -53,8 +59,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Serve the BARD deployments (needs PREFECT_API_URL).")
     parser.add_argument("--recipe", default="configs/toy.yaml", help="default recipe of the deployments")
     parser.add_argument("--watch-cron", default="*/15 * * * *", help="teacher watcher schedule ('' for none)")
+    parser.add_argument("--experiment", default=EXPERIMENT, help="default experiment file of bard-experiment")
     args = parser.parse_args()
-    serve(*deployments(args.recipe, args.watch_cron or None))
+    serve(*deployments(args.recipe, args.watch_cron or None, args.experiment))
 
 
 if __name__ == "__main__":

@@ -93,7 +93,7 @@ def test_prefect_yaml_deployments_point_at_our_flows() -> None:
 
     spec = yaml.safe_load((REPO / "prefect.yaml").read_text())
     names = {d["name"] for d in spec["deployments"]}
-    assert names == {"distill", "stage", "watcher"}
+    assert names == {"distill", "stage", "watcher", "experiment"}
     for deployment in spec["deployments"]:
         module, _, attr = deployment["entrypoint"].partition(":")
         flow = getattr(importlib.import_module(module.removesuffix(".py").replace("/", ".")), attr)
