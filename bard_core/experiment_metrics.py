@@ -22,6 +22,7 @@ contract's tolerance. An interval that contains 0 is "not held": the experiment 
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -214,4 +215,15 @@ def compare_arms(
         if arm != reference
     }
     claims_out = decide(claims, Evidence(rows, summaries, spec, boot))
-    return {"reference": reference, "arms": summaries, "paired": paired, "claims": claims_out}
+    return json_safe({"reference": reference, "arms": summaries, "paired": paired, "claims": claims_out})
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN (an undefined figure, e.g. no shared problems) as None: strict JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, Mapping):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value

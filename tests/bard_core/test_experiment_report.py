@@ -106,6 +106,16 @@ def test_length_follows_budget_needs_rank_order_and_small_deviation() -> None:
     assert not loose["held"] and "mean relative deviation = 1.000" in loose["numbers"]
 
 
+def test_an_undefined_figure_is_null_not_nan() -> None:
+    rows = {
+        "bard": _rows("rl", always),
+        "other": [{**r, "problem_id": "q" + r["problem_id"]} for r in _rows("rl", never)],
+    }
+    pooled = compare_arms(rows, "bard", (), SPEC, BOOT)["paired"]["other"]["accuracy"][-1]
+    assert pooled["problems"] == 0 and pooled["difference"] is None  # no problem in common: nothing to pair
+    assert "| other | all | 0 | – | – |" in render_markdown("t", compare_arms(rows, "bard", (), SPEC, BOOT), {}, {})
+
+
 def test_the_pareto_front_drops_dominated_points() -> None:
     summaries = {
         "a": [{"budget_tokens": 16, "mean_reasoning_tokens": 10.0, "accuracy": 0.5}],
