@@ -96,6 +96,20 @@ def eval_requests(
     return out
 
 
+def generation_order(rows: Sequence[Mapping[str, Any]], settings: EvalSettings) -> list[Mapping[str, Any]]:
+    """The request rows in the order they are generated: grouped by token limit, longest first, and within
+    a group in their given order (a stable sort).
+
+    The engine batches only requests that share sampling parameters, and a batch runs until its longest
+    generation stops. In the given order (problem-major, every budget of a problem in turn) every batch the
+    pool hands an engine mixes all budgets, so each engine call splits into one small batch per budget; in
+    this order a batch is one budget, as wide as the engine allows. Longest first: with several replicas the
+    slowest work starts first and the pool does not wait on a long tail. Order within a (model, benchmark,
+    mode, budget) group is kept, so every group's rows, and the metrics computed from them, come in the same
+    order as before."""
+    return sorted(rows, key=lambda row: -settings.params(row).max_new_tokens)
+
+
 def prepared(row: Mapping[str, Any]) -> dict[str, Any]:
     """A request row with its request id and its ``meta`` parsed (once, where it enters the batch)."""
     request_id = f"{row['benchmark']}|{row['problem_id']}|{row['mode']}|{row['budget_tokens']}"

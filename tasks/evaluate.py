@@ -8,6 +8,7 @@ generations are a sharded table, so an interrupted evaluation resumes at the las
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from bard_core.config import (
     FileSourceConfig,
     IngestedBenchmark,
 )
-from bard_core.evaluation import EvalSettings, TruncationPrompt, eval_requests, summarize
+from bard_core.evaluation import EvalSettings, TruncationPrompt, eval_requests, generation_order, summarize
 from bard_core.plots import evaluation_plots
 from bard_core.problems import ProblemCollector
 from bard_core.prompting import load_prompt
@@ -131,8 +132,11 @@ def evaluate(
         writer.write_table("rejections", pa.Table.from_pylist(rejected, schema=schemas.REJECTIONS))
         usage: dict[str, Any] = {}
         backends: set[str] = set()
+        ray_start_s = _start_ray(ctx)
         for label in labels:
-            table = pa.Table.from_pylist(by_label.get(label, []), schema=schemas.EVAL_REQUESTS)
+            # Requests sharing a token limit are contiguous, so each engine call is one wide batch.
+            rows = generation_order(by_label.get(label, []), _settings(ctx, cfg, label, budgets))
+            table = pa.Table.from_pylist(rows, schema=schemas.EVAL_REQUESTS)
             usage[label], backend = _generate(ctx, writer, cfg, label, checkpoints[label], tokenizer, table, budgets)
             log.info("evaluate: %s done on %s (%d requests)", label, backend, table.num_rows)
             backends.add(backend)
@@ -156,7 +160,10 @@ def evaluate(
                 "metrics": metrics,
                 "engine_backend": "; ".join(sorted(backends)),
             },
-            usage={f"{label}_{k}": v for label, u in usage.items() for k, v in u.items() if isinstance(v, int | float)},
+            usage={
+                "ray_start_s": ray_start_s,
+                **{f"{label}_{k}": v for label, u in usage.items() for k, v in u.items() if isinstance(v, int | float)},
+            },
         )
 
     return execute(ctx, spec, build)
@@ -174,19 +181,31 @@ def _generate(
 ) -> tuple[dict[str, float], str]:
     engine = cfg.engine.model_copy(update={"model": label})
     setup = EngineSetup(engine, cfg.resources, tokenizer, model)
-    trunc = cfg.truncation
+    settings = _settings(ctx, cfg, label, budgets)
 
     def make_job(worker: EngineWorker) -> EvalJobSpec:
-        settings = EvalSettings(
-            label, ctx.cfg.budget.spec(), tuple(budgets), cfg.samples_per_problem, cfg.temperature,
-            cfg.top_p, cfg.seed, cfg.max_new_tokens_factor, cfg.answer_tokens,
-            trunc.max_new_tokens if trunc else 0, trunc.answer_tokens if trunc else 0,
-        )  # fmt: skip
         return EvalJobSpec(worker, settings)
 
     return run_engine_stage(
         ctx, writer, f"generations_{label}", table, cfg.shard_rows, setup, make_job, schemas.GENERATIONS
     )
+
+
+def _start_ray(ctx: StageContext) -> float:
+    """Start the run's Ray runtime (unless an earlier stage did) and say how long that took: a fixed cost of
+    the stage, reported apart from the generation it precedes."""
+    t0 = time.perf_counter()
+    ctx.ray.ensure()
+    return round(time.perf_counter() - t0, 3)
+
+
+def _settings(ctx: StageContext, cfg: EvaluateConfig, label: str, budgets: tuple[int, ...]) -> EvalSettings:
+    trunc = cfg.truncation
+    return EvalSettings(
+        label, ctx.cfg.budget.spec(), tuple(budgets), cfg.samples_per_problem, cfg.temperature,
+        cfg.top_p, cfg.seed, cfg.max_new_tokens_factor, cfg.answer_tokens,
+        trunc.max_new_tokens if trunc else 0, trunc.answer_tokens if trunc else 0,
+    )  # fmt: skip
 
 
 def _reasons(rows: list[dict[str, Any]]) -> str:

@@ -10,11 +10,15 @@ import pytest
 
 from bard_core.budget import BudgetSpec
 from bard_core.evaluation import (
+    EvalSettings,
     bootstrap_mean_ci,
+    eval_requests,
+    generation_order,
     recompute_accuracy,
     summarize,
 )
 from bard_core.judge import Verdict, judge
+from bard_core.prompting import PromptTemplate
 from bard_core.schemas import EvalMode
 from bard_core.truncation import truncation_prefix
 
@@ -96,3 +100,44 @@ def test_summary_per_series_and_budget() -> None:
     assert budget["tokens_saved"] == pytest.approx(1 - 49.0 / 100.0)  # unconstrained mean: 100 tokens
     assert metrics[(EvalMode.TRUNCATED, 32)]["unparsed"] == 1
     assert recompute_accuracy(rows)[("sft", "b", EvalMode.BUDGET, 32)] == budget["accuracy"]
+
+
+def _settings(**overrides: object) -> EvalSettings:
+    fields: dict[str, object] = {"label": "sft", "spec": SPEC, "budgets_tokens": (16, 32, 64, 128),
+                                 "samples_per_problem": 2, "temperature": 0.7, "top_p": 1.0, "seed": 0,
+                                 "max_new_tokens_factor": 2.0, "answer_tokens": 24,
+                                 "truncation_max_new_tokens": 160, "truncation_answer_tokens": 24}  # fmt: skip
+    return EvalSettings(**{**fields, **overrides})  # type: ignore[arg-type]
+
+
+def _requests() -> list[dict[str, Any]]:
+    budgeted = PromptTemplate("u", "{problem} in {budget_tokens} tokens")
+    plain = PromptTemplate("p", "{problem}")
+    problems = [{"problem_id": f"p{i}", "problem": f"q{i}", "answer": "1", "meta": "{}", "grader": "math"}
+                for i in range(5)]  # fmt: skip
+    return eval_requests("b", problems, ["sft"], (16, 32, 64, 128), budgeted, plain)["sft"]
+
+
+def test_generation_order_makes_each_token_limit_contiguous_longest_first() -> None:
+    rows = _requests()
+    settings = _settings()
+    assert [r["budget_tokens"] for r in rows[:8]] == [16, 32, 64, 128, 16, 32, 64, 128]  # problem-major
+    ordered = generation_order(rows, settings)
+    limits = [settings.params(r).max_new_tokens for r in ordered]
+    assert limits == sorted(limits, reverse=True) and limits[0] == 2 * 128 + 24
+    # any batch of consecutive rows spans at most two token limits (one at a group boundary)
+    assert all(len({settings.params(r).max_new_tokens for r in ordered[i : i + 5]}) == 1 for i in range(0, 20, 5))
+    # the same rows, and within a budget the problems keep their order (so metrics see the same order)
+    assert sorted(map(id, ordered)) == sorted(map(id, rows))
+    for budget in (16, 32, 64, 128):
+        assert [r["problem_id"] for r in ordered if r["budget_tokens"] == budget] == [f"p{i}" for i in range(5)]
+
+
+def test_generation_order_keeps_metrics_identical() -> None:
+    rng = random.Random(3)
+    rows = [_row("sft", EvalMode.BUDGET, b, f"p{i}", rng.random() < 0.5, rng.randrange(8, 200))
+            for i in range(30) for b in (16, 32, 64, 128) for _ in range(2)]  # fmt: skip
+    reordered = generation_order(rows, _settings())
+    assert reordered != rows
+    before, after = (summarize(r, SPEC, bootstrap_samples=200) for r in (rows, reordered))
+    assert repr(after) == repr(before)  # bootstrap intervals included (repr: NaN equals NaN)
