@@ -144,6 +144,7 @@ def _accounting(
         shards_reused=reused,
         replicas=resources.replicas,
         pool_wall_s=wall,
+        pool_startup_s=new.get("startup_s", 0.0),  # until the first replica was ready (weights loaded)
         completion_tokens_per_s=round(new.get("completion_tokens", 0.0) / wall, 2) if wall else 0.0,
         gpu_s_reserved=round(wall * resources.replicas * resources.gpus_per_replica, 2),
     )
