@@ -57,6 +57,11 @@ class RaySession:
             os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
             # A private loopback runtime needs no token (which Ray would write to the home directory).
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+            # Ray starts its workers 15 nice levels below the driver (at 19 from a `nice -n 10` driver), so the
+            # actors that do a stage's work lost the CPU to everything else on a shared machine, Ray's own
+            # processes included: the same generation ran at a fraction of the driver's speed. Workers run at
+            # the driver's priority.
+            os.environ.setdefault("RAY_worker_niceness", "0")
             log.info("starting a local Ray runtime (num_cpus=%s, temp_dir=%s)", self.cfg.num_cpus, options["_temp_dir"])
         context = ray.init(**options)
         self._started_here = True
