@@ -39,7 +39,9 @@ def experiment(
     from infra.store import ArtifactRef, ArtifactStore
 
     result = experiment_flow(recipe=str(recipe), overrides=overrides or [])
-    arms = Table("arm", "series", "run", "evaluate", "wall s")
+    arms = Table("arm", "series", "run", "evaluate", "wall s", title="arms")
+    for column in arms.columns:  # ids are copied whole (`bard artifacts runs --run ID`): fold, never cut
+        column.overflow = "fold"
     for name, arm in result["arms"].items():
         arms.add_row(name, spec.arms[name].series, arm["run"], arm["evaluate"], f"{arm['wall_s']:.1f}")
     console.print(arms)

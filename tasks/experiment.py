@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect import task
-from prefect.artifacts import create_markdown_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext, TaskRunContext
 
@@ -66,6 +66,9 @@ def close_experiment(ctx: StageContext, ok: bool, arms: Mapping[str, ArmRun]) ->
     ctx.store.write_run(ctx.run.run_id, {**ctx.run.as_dict(), "arms": arm_runs, "finished_at": utc_now()})
     if ok:
         ctx.store.tag(ctx.run.name, ctx.run.run_id)
+    if arm_runs and (FlowRunContext.get() or TaskRunContext.get()):
+        table = [{"arm": name, **info} for name, info in arm_runs.items()]
+        create_table_artifact(key="experiment-arms", table=table, description=f"{ctx.run.name}: runs and time per arm")
 
 
 def _arm_rows(ctx: StageContext, experiment: ExperimentConfig, refs: Mapping[str, ArtifactRef]) -> dict[str, Any]:
