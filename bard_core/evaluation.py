@@ -97,8 +97,8 @@ def eval_requests(
 
 
 def generation_order(rows: Sequence[Mapping[str, Any]], settings: EvalSettings) -> list[Mapping[str, Any]]:
-    """The request rows in the order they are generated: grouped by token limit, longest first, and within
-    a group in their given order (a stable sort).
+    """The request rows in the order they are generated: one run of rows per (mode, budget), by token limit,
+    longest first, and within a run in their given order (a stable sort).
 
     The engine batches only requests that share sampling parameters, and a batch runs until its longest
     generation stops. In the given order (problem-major, every budget of a problem in turn) every batch the
@@ -107,7 +107,7 @@ def generation_order(rows: Sequence[Mapping[str, Any]], settings: EvalSettings) 
     slowest work starts first and the pool does not wait on a long tail. Order within a (model, benchmark,
     mode, budget) group is kept, so every group's rows, and the metrics computed from them, come in the same
     order as before."""
-    return sorted(rows, key=lambda row: -settings.params(row).max_new_tokens)
+    return sorted(rows, key=lambda r: (-settings.params(r).max_new_tokens, str(r["mode"]), r["budget_tokens"]))
 
 
 def prepared(row: Mapping[str, Any]) -> dict[str, Any]:

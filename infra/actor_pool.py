@@ -79,12 +79,14 @@ def run_actor_pool(
     on_shard: Callable[[int, pa.Table, dict[str, float], str], None],
     label: str,
     bar_label: str | None = None,
+    group_by: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Process ``shards`` ({index: input table}); returns usage totals and the pool's wall time.
 
     Output rows are keyed by (shard, input row): a batch that Ray re-executes after an actor died is
     counted once, so a shard is handed on complete, with no row missing and none twice. The progress bar
-    (``bar_label``, default ``label``) counts the input rows whose outputs came back.
+    (``bar_label``, default ``label``) counts the input rows whose outputs came back. A batch holds rows of
+    one ``group_by`` group only (see ``_blocks``).
     """
     import ray
     from ray.data import ActorPoolStrategy
@@ -93,7 +95,7 @@ def run_actor_pool(
         return {}
     if not verbose():
         _quiet_ray_data()
-    blocks, expected = _blocks(shards, batch_size)
+    blocks, expected = _blocks(shards, batch_size, group_by)
     dataset = ray.data.from_arrow(blocks).map_batches(
         JobActor,
         fn_constructor_kwargs={"job_factory": job_factory},
@@ -110,13 +112,18 @@ def run_actor_pool(
     return collector.summary()
 
 
-def _blocks(shards: Mapping[int, pa.Table], batch_size: int) -> tuple[list[pa.Table], dict[int, int]]:
+def _blocks(
+    shards: Mapping[int, pa.Table], batch_size: int, group_by: Sequence[str] = ()
+) -> tuple[list[pa.Table], dict[int, int]]:
     """The shards' rows in index order, each tagged (shard, row), cut into blocks of ``batch_size`` rows
-    (the last one shorter); and each shard's row count.
+    (shorter where a run of rows with equal ``group_by`` values ends, and at the end); and each shard's
+    row count.
 
     A block is one batch, so every engine call gets ``batch_size`` rows whatever the shard size. (One block
     per shard, as before, made Ray Data bundle shards until a bundle held ``batch_size`` rows and then cut
     it into a full batch and a remainder: with 24-row shards and batches of 32, every other call got 16.)
+    With ``group_by`` a batch never mixes groups: an engine batches only requests of one group (e.g. one
+    token limit), so a batch across a group boundary would be two engine calls, one of them narrow.
     """
     tagged = []
     expected: dict[int, int] = {}
@@ -128,7 +135,15 @@ def _blocks(shards: Mapping[int, pa.Table], batch_size: int) -> tuple[list[pa.Ta
         )
         expected[index] = table.num_rows
     rows = pa.concat_tables(tagged).combine_chunks()
-    return [rows.slice(start, batch_size) for start in range(0, rows.num_rows, batch_size)], expected
+    keys = list(zip(*(rows.column(name).to_pylist() for name in group_by), strict=True)) if group_by else []
+    blocks, start = [], 0
+    while start < rows.num_rows:
+        end = min(start + batch_size, rows.num_rows)
+        if keys:
+            end = next((i for i in range(start + 1, end) if keys[i] != keys[start]), end)
+        blocks.append(rows.slice(start, end - start))
+        start = end
+    return blocks, expected
 
 
 class _ShardCollector:

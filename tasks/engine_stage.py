@@ -56,9 +56,11 @@ def run_engine_stage(
     setup: EngineSetup,
     make_job: Callable[[EngineWorker], Callable[[], BatchJob]],
     schema: pa.Schema,
+    group_by: tuple[str, ...] = (),
 ) -> tuple[dict[str, float], str]:
     """Process ``inputs`` in fixed shards, each output conformed to ``schema``; returns the stage's usage
-    and throughput figures, and what ran. No input still commits one empty shard: the table exists."""
+    and throughput figures, and what ran. No input still commits one empty shard: the table exists. An engine
+    call gets rows of one ``group_by`` group only (e.g. one token limit)."""
     log = logger()
     stage = writer.ref.stage
 
@@ -99,7 +101,15 @@ def run_engine_stage(
             options = actor_options(setup.engine, setup.resources)
             r = setup.resources
             new = run_actor_pool(
-                todo, make_job(worker), r.replicas, r.batch_size, options, on_shard, stage, f"{stage} {table_name}"
+                todo,
+                make_job(worker),
+                r.replicas,
+                r.batch_size,
+                options,
+                on_shard,
+                stage,
+                f"{stage} {table_name}",
+                group_by,
             )
         finally:
             _stop_budget(budget_actor)

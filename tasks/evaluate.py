@@ -186,16 +186,20 @@ def _generate(
     def make_job(worker: EngineWorker) -> EvalJobSpec:
         return EvalJobSpec(worker, settings)
 
+    # One token limit per engine call (the rows come in generation order: each limit is one run of rows).
     return run_engine_stage(
-        ctx, writer, f"generations_{label}", table, cfg.shard_rows, setup, make_job, schemas.GENERATIONS
-    )
+        ctx, writer, f"generations_{label}", table, cfg.shard_rows, setup, make_job, schemas.GENERATIONS,
+        ("mode", "budget_tokens"),
+    )  # fmt: skip
 
 
 def _start_ray(ctx: StageContext) -> float:
-    """Start the run's Ray runtime (unless an earlier stage did) and say how long that took: a fixed cost of
-    the stage, reported apart from the generation it precedes."""
+    """Start the run's Ray runtime (unless an earlier stage did) and import Ray Data, and say how long that
+    took: a fixed cost of the stage, reported apart from the generation it precedes."""
     t0 = time.perf_counter()
     ctx.ray.ensure()
+    import ray.data  # noqa: F401  (seconds on a busy 2-core machine; the actor pool needs it next)
+
     return round(time.perf_counter() - t0, 3)
 
 

@@ -125,8 +125,11 @@ def test_generation_order_makes_each_token_limit_contiguous_longest_first() -> N
     ordered = generation_order(rows, settings)
     limits = [settings.params(r).max_new_tokens for r in ordered]
     assert limits == sorted(limits, reverse=True) and limits[0] == 2 * 128 + 24
-    # any batch of consecutive rows spans at most two token limits (one at a group boundary)
-    assert all(len({settings.params(r).max_new_tokens for r in ordered[i : i + 5]}) == 1 for i in range(0, 20, 5))
+    # each budget is one run of rows, even where two budgets share a token limit
+    assert all(len({r["budget_tokens"] for r in ordered[i : i + 5]}) == 1 for i in range(0, 20, 5))
+    same_limit = generation_order(rows, _settings(max_new_tokens_factor=0.0))  # every limit answer_tokens
+    assert [r["budget_tokens"] for r in same_limit[::5]] == [16, 32, 64, 128]
+    assert all(len({r["budget_tokens"] for r in same_limit[i : i + 5]}) == 1 for i in range(0, 20, 5))
     # the same rows, and within a budget the problems keep their order (so metrics see the same order)
     assert sorted(map(id, ordered)) == sorted(map(id, rows))
     for budget in (16, 32, 64, 128):

@@ -24,6 +24,12 @@ def test_blocks_are_full_batches_across_shard_boundaries() -> None:
     assert rows.column(SHARD).to_pylist()[23:26] == [0, 1, 1] and rows.column(ROW).to_pylist()[23:26] == [23, 0, 1]
 
 
+def test_a_block_never_mixes_groups() -> None:
+    shards = {0: pa.table({"x": list(range(10)), "budget": [64] * 7 + [16] * 3})}
+    blocks, _ = _blocks(shards, 4, ("budget",))
+    assert [b["budget"].to_pylist() for b in blocks] == [[64] * 4, [64] * 3, [16] * 3]
+
+
 def _output(block: pa.Table, ready: float) -> pa.Table:
     table = block
     for name in USAGE_COLUMNS:
