@@ -17,7 +17,8 @@ direct run's differ a little because sampling seeds follow the batches):
   ``wall_s``: from the stage starting to build until its artifact is committed, which holds reading the
   inputs, building the requests, starting Ray, the actor pool, writing every shard, the metrics with
   their bootstrap intervals and the report with its plots. The start-up taken out is fixed per stage and
-  model, whatever the number of requests: starting the Ray runtime (``ray_start_s``) and the pool's time
+  model, whatever the number of requests: starting the Ray runtime and importing Ray Data (``ray_start_s``; 0
+  when an earlier stage of the run started them) and the pool's time
   until its first replica had built its engine (``pool_startup_s``: actor process, imports, weights).
   The direct side's weight load is likewise not in its time. The direct engine computes with the torch
   threads a replica of the stage gets (the engine's `threads`, else the replica's whole Ray CPUs, which
