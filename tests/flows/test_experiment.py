@@ -57,7 +57,7 @@ def test_a_two_arm_experiment_shares_artifacts_and_reports_its_generations(tmp_p
             assert row["problems"] == 8
     assert comparison["cross_check"]["max_accuracy_difference_vs_evaluate"] == pytest.approx(0.0, abs=1e-12)
     assert [c["kind"] for c in comparison["claims"]] == ["length_follows_budget", "beats"]
-    markdown = _json_free_text(store, report, "report.md")
+    markdown = _text(store, report, "report.md")
     assert "## What was measured" in markdown and "## Claims" in markdown and "sft_only" in markdown
     assert store.read_run(result["run"])["stages"]["experiment"]["status"] == "executed"
 
@@ -67,6 +67,22 @@ def test_a_two_arm_experiment_shares_artifacts_and_reports_its_generations(tmp_p
     assert store.read_run(again["run"])["stages"]["experiment"]["status"] == "skipped"
 
 
-def _json_free_text(store: ArtifactStore, ref: ArtifactRef, name: str) -> str:
+def _text(store: ArtifactStore, ref: ArtifactRef, name: str) -> str:
     entry = next(e for e in store.manifest(ref).files if e.name == name)
     return store.read_bytes(ref, entry).decode("utf-8")
+
+
+def test_the_cli_refuses_arms_that_are_not_evaluated_alike_before_anything_runs(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from flows.cli import app
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        f"name: bad\nbase: {CONFIGS / 'smoke.yaml'}\narms:\n  bard: {{series: rl}}\n"
+        "  more: {series: sft, overrides: ['evaluate.samples_per_problem=3']}\n"
+    )
+    result = CliRunner().invoke(app, ["experiment", str(bad), f"store.root=file://{tmp_path}/store"])
+    assert result.exit_code == 2
+    assert "arm 'more' is not evaluated like arm 'bard': sampling differ" in result.output
+    assert not (tmp_path / "store").exists()  # refused before any arm ran
