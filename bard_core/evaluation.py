@@ -98,16 +98,33 @@ def eval_requests(
 
 def generation_order(rows: Sequence[Mapping[str, Any]], settings: EvalSettings) -> list[Mapping[str, Any]]:
     """The request rows in the order they are generated: one run of rows per (mode, budget), by token limit,
-    longest first, and within a run in their given order (a stable sort).
+    longest first, and within a run by prompt length, as the engine sorts the requests of one call.
 
     The engine batches only requests that share sampling parameters, and a batch runs until its longest
     generation stops. In the given order (problem-major, every budget of a problem in turn) every batch the
     pool hands an engine mixes all budgets, so each engine call splits into one small batch per budget; in
-    this order a batch is one budget, as wide as the engine allows. Longest first: with several replicas the
-    slowest work starts first and the pool does not wait on a long tail. Order within a (model, benchmark,
-    mode, budget) group is kept, so every group's rows, and the metrics computed from them, come in the same
-    order as before."""
-    return sorted(rows, key=lambda r: (-settings.params(r).max_new_tokens, str(r["mode"]), r["budget_tokens"]))
+    this order a batch is one budget, as wide as the engine allows, and its prompts are alike in length, as
+    in one engine call over all requests (so are, mostly, their generations: a batch runs as long as its
+    longest). Longest limits first: with several replicas the slowest work starts first and the pool does
+    not wait on a long tail. ``in_request_order`` puts the generations back for the metrics."""
+    return sorted(rows, key=lambda r: (-settings.params(r).max_new_tokens, str(r["mode"]), r["budget_tokens"],
+                                       _prompt_chars(r)))  # fmt: skip
+
+
+def _prompt_chars(row: Mapping[str, Any]) -> int:
+    return sum(len(str(message["content"])) for message in row["prompt"])
+
+
+def in_request_order(
+    generations: Sequence[Mapping[str, Any]], requests: Sequence[Mapping[str, Any]]
+) -> list[Mapping[str, Any]]:
+    """Generation rows back in the order of their request rows' problems (per model, in ``requests``'
+    order; a stable sort), whatever order they were generated in: what ``summarize`` reads, so its figures,
+    bootstrap intervals included, do not depend on ``generation_order``."""
+    rank: dict[tuple[Any, ...], int] = {}
+    for row in requests:
+        rank.setdefault((row["model"], row["benchmark"], row["problem_id"]), len(rank))
+    return sorted(generations, key=lambda g: rank[(g["model"], g["benchmark"], g["problem_id"])])
 
 
 def prepared(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -30,7 +30,14 @@ from bard_core.config import (
     FileSourceConfig,
     IngestedBenchmark,
 )
-from bard_core.evaluation import EvalSettings, TruncationPrompt, eval_requests, generation_order, summarize
+from bard_core.evaluation import (
+    EvalSettings,
+    TruncationPrompt,
+    eval_requests,
+    generation_order,
+    in_request_order,
+    summarize,
+)
 from bard_core.plots import evaluation_plots
 from bard_core.problems import ProblemCollector
 from bard_core.prompting import load_prompt
@@ -143,9 +150,11 @@ def evaluate(
         generations = pa.concat_tables(
             writer.read_table(f"generations_{label}", schemas.GENERATIONS) for label in labels
         )
+        requests = [row for label in labels for row in by_label.get(label, [])]
         metrics = summarize(
-            generations.to_pylist(), ctx.cfg.budget.spec(), cfg.bootstrap_samples, cfg.confidence, cfg.seed
-        )
+            in_request_order(generations.to_pylist(), requests),
+            ctx.cfg.budget.spec(), cfg.bootstrap_samples, cfg.confidence, cfg.seed,
+        )  # fmt: skip
         writer.write_table("metrics", pa.Table.from_pylist(metrics, schema=schemas.METRICS))
         facts = {"benchmarks": counts, "budgets": list(budgets), "samples per problem": cfg.samples_per_problem,
                  "models": {label: checkpoints[label].identity for label in labels},

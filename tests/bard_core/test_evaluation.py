@@ -14,6 +14,7 @@ from bard_core.evaluation import (
     bootstrap_mean_ci,
     eval_requests,
     generation_order,
+    in_request_order,
     recompute_accuracy,
     summarize,
 )
@@ -136,11 +137,37 @@ def test_generation_order_makes_each_token_limit_contiguous_longest_first() -> N
         assert [r["problem_id"] for r in ordered if r["budget_tokens"] == budget] == [f"p{i}" for i in range(5)]
 
 
-def test_generation_order_keeps_metrics_identical() -> None:
+def test_generation_order_sorts_prompts_by_length_within_a_budget() -> None:
+    budgeted = PromptTemplate("u", "{problem} in {budget_tokens} tokens")
+    problems = [{"problem_id": f"p{i}", "problem": "x" * n, "answer": "1", "meta": "{}", "grader": "math"}
+                for i, n in enumerate([30, 10, 20])]  # fmt: skip
+    rows = eval_requests("b", problems, ["sft"], (16, 128), budgeted, budgeted)["sft"]
+    ordered = generation_order(rows, _settings())
+    assert [(r["budget_tokens"], r["problem_id"]) for r in ordered] == [
+        (128, "p1"), (128, "p2"), (128, "p0"), (16, "p1"), (16, "p2"), (16, "p0")
+    ]  # fmt: skip
+
+
+def test_metrics_do_not_depend_on_the_generation_order() -> None:
     rng = random.Random(3)
-    rows = [_row("sft", EvalMode.BUDGET, b, f"p{i}", rng.random() < 0.5, rng.randrange(8, 200))
-            for i in range(30) for b in (16, 32, 64, 128) for _ in range(2)]  # fmt: skip
-    reordered = generation_order(rows, _settings())
-    assert reordered != rows
-    before, after = (summarize(r, SPEC, bootstrap_samples=200) for r in (rows, reordered))
+    budgeted = PromptTemplate("u", "{problem} in {budget_tokens} tokens")
+    problems = [{"problem_id": f"p{i}", "problem": "x" * rng.randrange(5, 50), "answer": "1", "meta": "{}",
+                 "grader": "math"} for i in range(30)]  # fmt: skip
+    requests = eval_requests("b", problems, ["sft"], (16, 32, 64, 128), budgeted, budgeted)["sft"]
+    rows = {(r["problem_id"], r["budget_tokens"]): [
+        _row("sft", EvalMode.BUDGET, r["budget_tokens"], r["problem_id"], rng.random() < 0.5, rng.randrange(8, 200))
+        for _ in range(2)] for r in requests}  # fmt: skip
+    generated = [
+        g for r in generation_order(requests, _settings()) for g in rows[(r["problem_id"], r["budget_tokens"])]
+    ]
+    in_order = [g for r in requests for g in rows[(r["problem_id"], r["budget_tokens"])]]
+    assert generated != in_order
+
+    def by_group(rows: list[dict[str, Any]]) -> dict[int, list[dict[str, Any]]]:
+        return {b: [r for r in rows if r["budget_tokens"] == b] for b in (16, 32, 64, 128)}
+
+    assert by_group(in_request_order(generated, requests)) == by_group(in_order)  # each group in problem order
+    before, after = (
+        summarize(r, SPEC, bootstrap_samples=200) for r in (in_order, in_request_order(generated, requests))
+    )
     assert repr(after) == repr(before)  # bootstrap intervals included (repr: NaN equals NaN)
