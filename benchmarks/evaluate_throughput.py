@@ -10,7 +10,9 @@ temporary store). `--model base` takes the random-init student instead, the wors
 its think block, so every generation runs to its limit.
 
 What the ratios are (both sides count the completion tokens their engine reported; the stage's and the
-direct run's differ a little because sampling seeds follow the batches):
+direct run's differ a little because sampling seeds follow the batches). The direct engine runs the
+requests twice, before and after the stage, and its figures are the two runs together (tokens over
+seconds summed), so a change in what else loads the machine weighs on both sides alike:
 
 - ``eval_ratio`` (the headline): the stage's tokens / (the stage's wall time *minus its fixed start-up*),
   over the direct engine's tokens / its ``generate`` time. The stage's wall time is the manifest's
@@ -75,7 +77,11 @@ def trained_run(recipe: str, store_overrides: list[str], store: Any) -> str:
     return str(record["run_id"])
 
 
-def run_stage(recipe: str, store_overrides: list[str], overrides: list[str], run_id: str | None) -> dict[str, Any]:
+def run_stage(
+    recipe: str, store_overrides: list[str], overrides: list[str], run_id: str | None, label: str
+) -> dict[str, Any]:
+    """The direct engine, then the stage, then the direct engine again (the two direct runs bracket the
+    stage, so a change in the machine's load while it runs weighs on both sides alike)."""
     from bard_core.recipes import load_config
     from flows.distill import distill
     from infra.store import ArtifactRef, ArtifactStore
@@ -84,6 +90,7 @@ def run_stage(recipe: str, store_overrides: list[str], overrides: list[str], run
     cfg = load_config(recipe, overrides)
     store = ArtifactStore(cfg.store.root, cfg.store.endpoint_url)
     run_id = store.resolve_run(run_id) if run_id else trained_run(recipe, store_overrides, store)
+    before = run_direct({"cfg": cfg, "store": store, "record": store.read_run(run_id)}, label)
     t0 = time.perf_counter()
     state = distill(recipe=recipe, overrides=overrides, stages=["evaluate"], from_run=run_id, return_state=True)
     flow_wall = time.perf_counter() - t0
@@ -91,13 +98,17 @@ def run_stage(recipe: str, store_overrides: list[str], overrides: list[str], run
     if record["status"] != "completed":
         raise SystemExit(f"the evaluation run failed: {state.message}")
     ref = ArtifactRef.parse(record["stages"]["evaluate"]["artifact"])
-    return {"store": store, "cfg": cfg, "record": record, "ref": ref, "manifest": store.manifest(ref),
-            "flow_wall": flow_wall, "from_run": run_id}  # fmt: skip
+    stage = {"store": store, "cfg": cfg, "record": record, "ref": ref, "manifest": store.manifest(ref),
+             "flow_wall": flow_wall, "from_run": run_id}  # fmt: skip
+    after = run_direct(stage, label)
+    stage["direct"] = {key: before[key] + after[key] for key in before if key != "threads"}
+    stage["direct"]["threads"] = after["threads"]
+    return stage
 
 
-def run_direct(stage: dict[str, Any], label: str) -> tuple[float, float, int, int]:
-    """The same budgeted requests on one HFEngine in this process: (generate seconds, load seconds,
-    generations, completion tokens)."""
+def run_direct(stage: dict[str, Any], label: str) -> dict[str, float]:
+    """The same budgeted requests on one HFEngine in this process: generate seconds and CPU seconds, load
+    seconds, generations, completion tokens, torch threads."""
     import torch
 
     from bard_core.budget import render_user
@@ -131,12 +142,11 @@ def run_direct(stage: dict[str, Any], label: str) -> tuple[float, float, int, in
     torch.set_num_threads(ev.engine.threads or max(1, int(ev.resources.cpus_per_replica)))  # type: ignore[union-attr]
     t_load = time.perf_counter()
     engine = HFEngine(ev.engine.model_copy(update={"model": label}), str(model_dir))
-    stage["threads"] = torch.get_num_threads()
     t0, cpu0 = time.perf_counter(), time.process_time()
     results = engine.generate(requests)
-    seconds = time.perf_counter() - t0
-    stage["direct_cpu_s"] = time.process_time() - cpu0
-    return seconds, t0 - t_load, sum(len(r.completions) for r in results), sum(r.completion_tokens for r in results)
+    return {"seconds": time.perf_counter() - t0, "cpu_s": time.process_time() - cpu0, "load_s": t0 - t_load,
+            "generations": sum(len(r.completions) for r in results),
+            "tokens": sum(r.completion_tokens for r in results), "threads": torch.get_num_threads()}  # fmt: skip
 
 
 def main() -> None:
@@ -165,8 +175,11 @@ def main() -> None:
             f"limit: {args.problems}}}]",
             f"evaluate.seed={int(time.time())}",  # a fresh fingerprint: the stage really runs
         ]
-        stage = run_stage(args.recipe, [f"store.root={store_root}"] if store_root else [], overrides, args.run)
-        direct_s, load_s, direct_gens, direct_tokens = run_direct(stage, args.model)
+        stage = run_stage(args.recipe, [f"store.root={store_root}"] if store_root else [], overrides, args.run,
+                          args.model)  # fmt: skip
+    direct = stage["direct"]  # the two direct runs together
+    direct_s, load_s, direct_tokens = direct["seconds"], direct["load_s"] / 2, direct["tokens"]
+    direct_gens = direct["generations"] // 2
     manifest = stage["manifest"]
     wall, usage = manifest.timings["wall_s"], manifest.usage
     tokens = usage[f"{args.model}_completion_tokens"]
@@ -177,15 +190,15 @@ def main() -> None:
     direct_tok_s = direct_tokens / direct_s
     figures = {
         "eval_ratio": tokens / (wall - startup) / direct_tok_s,
-        "eval_ratio_all": (tokens / stage["flow_wall"]) / (direct_tokens / (direct_s + load_s)),
-        "eval_cpu_ratio": (tokens / usage[f"{args.model}_worker_cpu_s"]) / (direct_tokens / stage["direct_cpu_s"]),
+        "eval_ratio_all": (tokens / stage["flow_wall"]) / (direct_tokens / (direct_s + 2 * load_s)),
+        "eval_cpu_ratio": (tokens / usage[f"{args.model}_worker_cpu_s"]) / (direct_tokens / direct["cpu_s"]),
         "evaluate_ratio": (tokens / pool) / direct_tok_s,
         "evaluate_tok_s": tokens / pool,
         "evaluate_direct_tok_s": direct_tok_s,
         "evaluate_wall_s": wall,
         "evaluate_startup_s": startup,
         "evaluate_flow_wall_s": stage["flow_wall"],
-        "evaluate_time_ratio": direct_s / wall,
+        "evaluate_time_ratio": direct_s / 2 / wall,
     }
     print(f"\nevaluate: {args.problems} problems x {budgets} budgets x k={args.k}, model {args.model} of run "
           f"{stage['from_run']}, {os.cpu_count()} CPUs")  # fmt: skip
@@ -198,8 +211,8 @@ def main() -> None:
         f"= {tokens / pool:.1f} tok/s; {tokens / (wall - startup):.1f} tok/s over the stage less start-up"
     )  # fmt: skip
     print(
-        f"  engine directly      : {direct_gens} generations, {direct_tokens} tokens in {direct_s:.1f} s "
-        f"= {direct_tok_s:.1f} tok/s (load {load_s:.1f} s; {stage['threads']} torch threads, as in the stage)"
+        f"  engine directly      : 2 x {direct_gens} generations (before and after), {direct_tokens} tokens in "
+        f"{direct_s:.1f} s = {direct_tok_s:.1f} tok/s (load {load_s:.1f} s; {direct['threads']} torch threads)"
     )  # fmt: skip
     print(f"  ratio stage/direct   : {figures['eval_ratio']:.2f} (stage less start-up)   "
           f"{figures['eval_ratio_all']:.2f} (all in: flow vs load + generate)   "
