@@ -26,6 +26,7 @@ class GraderKind(str, Enum):
     MATH = "math"
     CHOICE = "choice"
     REASONING_GYM = "reasoning_gym"
+    INTEGER = "integer"
 
 
 @dataclass(frozen=True)
@@ -107,10 +108,22 @@ def _grade_reasoning_gym(final: str, reference: str, meta: Mapping[str, Any]) ->
     return Grade(pred, _rg_scorer(str(task))(pred, entry) >= 1.0)
 
 
+def _grade_integer(final: str, reference: str, meta: Mapping[str, Any]) -> Grade:
+    """The boxed answer, read as an integer, equals the reference (the toy world's lab families)."""
+    pred = extract_boxed(final)
+    if pred is None:
+        return Grade(None, False)
+    try:
+        return Grade(pred, int(pred.strip().replace(",", "")) == int(reference))
+    except ValueError:
+        return Grade(pred, False)
+
+
 GRADERS: dict[GraderKind, Callable[[str, str, Mapping[str, Any]], Grade]] = {
     GraderKind.MATH: _grade_math,
     GraderKind.CHOICE: _grade_choice,
     GraderKind.REASONING_GYM: _grade_reasoning_gym,
+    GraderKind.INTEGER: _grade_integer,
 }
 
 

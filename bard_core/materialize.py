@@ -4,15 +4,56 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from bard_core.budget import BudgetSpec, render_assistant, render_user
 from bard_core.prompting import PromptTemplate
 
 TRAIN, VALIDATION = "train", "validation"
+
+
+class BudgetLabel(str, Enum):
+    TARGET = "target"  # the tier a record was compressed to
+    MEASURED = "measured"  # the record's own reasoning length (hindsight relabelling)
+
+
+class RLBudgets(str, Enum):
+    TIERS = "tiers"  # one RL prompt per tier
+    RANGE = "range"  # integers drawn uniformly between the smallest and largest tier
+
+
+@dataclass(frozen=True)
+class BudgetPolicy:
+    """Which budgets the records state: how compressed records are labelled, which budgets no record may
+    carry (so that evaluation there measures generalisation), and how RL prompt budgets are drawn."""
+
+    label: BudgetLabel = BudgetLabel.TARGET
+    heldout_tokens: frozenset[int] = frozenset()
+    rl_budgets: RLBudgets = RLBudgets.TIERS
+    rl_budgets_per_problem: int = 4
+    seed: int = 0
+
+    def check(self, spec: BudgetSpec) -> None:
+        clash = sorted(self.heldout_tokens & set(spec.tiers_tokens))
+        if clash:
+            raise ValueError(
+                f"materialize.heldout_budgets_tokens {clash} are also budget.tiers_tokens: a tier cannot be held "
+                "out of training; choose budgets between the tiers"
+            )
+
+    def rl_budgets_for(self, problem_id: str, spec: BudgetSpec) -> list[int]:
+        if self.rl_budgets is RLBudgets.TIERS:
+            return list(spec.tiers_tokens)
+        low, high = spec.tiers_tokens[0], spec.tiers_tokens[-1]
+        options = [b for b in range(low, high + 1) if b not in self.heldout_tokens]
+        rng = random.Random(int.from_bytes(hashlib.sha256(f"{self.seed}|rl|{problem_id}".encode()).digest()[:8], "big"))
+        return sorted(set(rng.sample(options, min(self.rl_budgets_per_problem, len(options)))))
 
 
 def assign_split(problem_id: str, val_fraction: float, seed: int) -> str:
@@ -28,17 +69,26 @@ def sft_records(
     template: PromptTemplate,
     include_gold: bool,
     agnostic: PromptTemplate | None = None,
-) -> list[dict[str, Any]]:
-    """Chat records under the budget contract: user turn with the budget, assistant turn with think+answer.
-    With an ``agnostic`` template: the budget-agnostic baseline, gold traces only and no budget shown."""
+    policy: BudgetPolicy = BudgetPolicy(),
+) -> tuple[list[dict[str, Any]], int]:
+    """(chat records under the budget contract: user turn with the budget, assistant turn with think+answer;
+    records dropped because their budget is held out). With an ``agnostic`` template: the budget-agnostic
+    baseline, gold traces only and no budget shown."""
     records = []
+    measured = policy.label is BudgetLabel.MEASURED
     sources: list[tuple[str, Mapping[str, Any], int]] = [
-        ("compressed", t, int(t["budget_tokens"])) for t in tiers if t["valid"] and agnostic is None
+        ("compressed", t, int(t["reasoning_tokens" if measured else "budget_tokens"]))
+        for t in tiers
+        if t["valid"] and agnostic is None
     ]
     if include_gold or agnostic is not None:
         # The uncompressed gold trace teaches the budget at its own length.
         sources += [("gold", g, int(g["reasoning_tokens"])) for g in gold]
+    heldout = 0
     for kind, row, budget in sources:
+        if budget in policy.heldout_tokens and agnostic is None:
+            heldout += 1
+            continue
         problem = problems[row["problem_id"]]
         records.append(
             {
@@ -50,7 +100,7 @@ def sft_records(
                 "completion": [{"role": "assistant", "content": render_assistant(row["reasoning"], row["final"])}],
             }
         )
-    return records
+    return records, heldout
 
 
 def _user_turn(template: PromptTemplate, agnostic: PromptTemplate | None, problem: str, budget: int) -> str:
@@ -62,12 +112,14 @@ def rl_records(
     problems: Mapping[str, Mapping[str, Any]],
     spec: BudgetSpec,
     template: PromptTemplate,
+    policy: BudgetPolicy = BudgetPolicy(),
 ) -> list[dict[str, Any]]:
-    """One RL prompt per (problem, tier); the RL stage draws budgets from these."""
+    """RL prompts per problem at the policy's budgets (each tier, or drawn from the range); the RL stage
+    draws budgets from these."""
     records = []
     for problem_id in problem_ids:
         problem = problems[problem_id]
-        for budget in spec.tiers_tokens:
+        for budget in policy.rl_budgets_for(problem_id, spec):
             records.append(
                 {
                     "problem_id": problem_id,
@@ -99,6 +151,7 @@ def dataset_stats(
     rl: Sequence[Mapping[str, Any]],
     tiers: Sequence[Mapping[str, Any]],
     spec: BudgetSpec,
+    heldout_dropped: int = 0,
 ) -> dict[str, Any]:
     """Counts per tier and split, length summaries, rejection reasons: the card's numbers."""
     per_tier: dict[str, dict[str, Any]] = {}
@@ -113,6 +166,8 @@ def dataset_stats(
             "within_tolerance": sum(spec.within(v, budget) for v in valid),
         }
     reasons = Counter(str(t["reject_reason"]).split(":")[0] for t in tiers if not t["valid"])
+    if heldout_dropped:
+        reasons["heldout_budget"] = heldout_dropped
     splits: dict[str, Counter[str]] = defaultdict(Counter)
     for r in sft:
         splits[r["split"]][r["kind"]] += 1
@@ -175,16 +230,21 @@ def build_dataset(
     val_fraction: float,
     split_seed: int,
     agnostic: PromptTemplate | None = None,
+    policy: BudgetPolicy = BudgetPolicy(),
 ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[dict[str, Any]]], dict[str, Any]]:
     """(SFT records by split, RL prompts by split, card stats)."""
-    sft = sft_records(tiers, gold, problems, template, include_gold, agnostic)
+    policy.check(spec)
+    sft, heldout = sft_records(tiers, gold, problems, template, include_gold, agnostic, policy)
     for record in sft:
         record["split"] = assign_split(record["problem_id"], val_fraction, split_seed)
     trained = sorted({r["problem_id"] for r in sft})
-    rl = rl_records(trained, problems, spec, template)
+    split_of = {pid: assign_split(pid, val_fraction, split_seed) for pid in trained}
+    # Validation prompts stay at the tiers: they are the probe's grid, whatever RL draws for training.
+    rl = rl_records([p for p in trained if split_of[p] == TRAIN], problems, spec, template, policy)
+    rl += rl_records([p for p in trained if split_of[p] == VALIDATION], problems, spec, template)
     for record in rl:
-        record["split"] = assign_split(record["problem_id"], val_fraction, split_seed)
-    stats = dataset_stats(sft, rl, tiers, spec)
+        record["split"] = split_of[record["problem_id"]]
+    stats = dataset_stats(sft, rl, tiers, spec, heldout)
     by_split = {s: [r for r in sft if r["split"] == s] for s in (TRAIN, VALIDATION)}
     rl_by_split = {s: [r for r in rl if r["split"] == s] for s in (TRAIN, VALIDATION)}
     return by_split, rl_by_split, stats

@@ -38,15 +38,16 @@ def _problem_rng(seed: int, problem_id: str) -> random.Random:
 def draw_rl_prompts(
     records: Sequence[Mapping[str, Any]], section: RLStageConfig, tiers: Sequence[int]
 ) -> list[dict[str, Any]]:
-    """Per problem, ``budgets_per_problem`` budgets drawn from the tier weights (seeded, independent of the
-    records' order), then a seeded shuffle, cut to ``max_prompts``."""
-    weights = section.budget_weights or dict.fromkeys(tiers, 1.0)
+    """Per problem, ``budgets_per_problem`` budgets drawn from the tier weights (without weights: uniformly
+    from the budgets the dataset's prompts of that problem carry, which may lie between the tiers; seeded,
+    independent of the records' order), then a seeded shuffle, cut to ``max_prompts``."""
     by_problem: dict[str, dict[int, Mapping[str, Any]]] = {}
     for record in records:
         by_problem.setdefault(record["problem_id"], {})[int(record["budget_tokens"])] = record
     prompts = []
     for problem_id in sorted(by_problem):
         rng = _problem_rng(section.seed, problem_id)
+        weights = section.budget_weights or dict.fromkeys(sorted(by_problem[problem_id]), 1.0)
         options = [b for b in weights if b in by_problem[problem_id] and weights[b] > 0]
         if not options:
             continue

@@ -14,7 +14,7 @@ from bard_core.toy.world import toy_rows
 
 
 def _toy(cfg: ToySourceConfig) -> Iterable[RawRow]:
-    return toy_rows(cfg.size, cfg.seed, [(f.family, f.weight, f.difficulty) for f in cfg.families])
+    return toy_rows(cfg.size, cfg.seed, [(f.family, f.weight, f.difficulty) for f in cfg.families], cfg.split)
 
 
 def _bundled(cfg: BundledSourceConfig) -> Iterable[SourceRow]:
@@ -69,7 +69,7 @@ def source_rows(cfg: SourceConfig) -> Iterable[SourceRow]:
 def source_grader(cfg: SourceConfig) -> GraderKind:
     match cfg:
         case ToySourceConfig():
-            return GraderKind.REASONING_GYM
+            return GraderKind.INTEGER if cfg.families[0].family.is_lab else GraderKind.REASONING_GYM
         case BundledSourceConfig():
             return cfg.grader or bundled(cfg.name).grader
         case FileSourceConfig() | HFSourceConfig():

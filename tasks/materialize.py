@@ -12,7 +12,7 @@ from prefect.cache_policies import NO_CACHE
 
 from bard_core import schemas
 from bard_core.budget import AGNOSTIC_TEMPLATE_FIELDS, USER_TEMPLATE_FIELDS
-from bard_core.materialize import build_dataset, dataset_card
+from bard_core.materialize import BudgetPolicy, build_dataset, dataset_card
 from bard_core.plots import tier_length_histograms
 from bard_core.prompting import load_prompt
 from infra.store import ArtifactRef
@@ -20,7 +20,7 @@ from infra.writer import ArtifactWriter
 from tasks.inputs import problems_by_id, read_gold, read_rows
 from tasks.stage import StageContext, StageResult, StageSpec, execute, stage_config
 
-VERSION = 1
+VERSION = 2  # 2: RL validation prompts at the tiers; budget labels, held-out budgets, RL range draws
 
 
 @task(name="materialize", cache_policy=NO_CACHE)
@@ -54,6 +54,13 @@ def materialize(ctx: StageContext, tiers: ArtifactRef, traces: ArtifactRef, prob
             cfg.val_fraction,
             cfg.split_seed,
             agnostic,
+            BudgetPolicy(
+                cfg.budget_label,
+                frozenset(cfg.heldout_budgets_tokens),
+                cfg.rl_budgets,
+                cfg.rl_budgets_per_problem,
+                cfg.split_seed,
+            ),
         )
         files = []
         for split, records in sft.items():

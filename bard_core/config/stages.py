@@ -10,6 +10,7 @@ from bard_core.budget import BudgetSpec, FidelityShape
 from bard_core.config.base import EXECUTION, ResourcesConfig, SamplingConfig, Section
 from bard_core.config.engines import EngineConfig, OracleEngineConfig
 from bard_core.grading import GraderKind
+from bard_core.materialize import BudgetLabel, RLBudgets
 from bard_core.selection import GoldSelection
 from bard_core.toy.world import ToyFamily, check_difficulty
 
@@ -66,11 +67,13 @@ class BudgetConfig(Section):
 
 class ToyFamilyConfig(Section):
     family: ToyFamily
-    """Task family: chain_sum, products or leg_counting."""
+    """Task family: running_sum (a lab family: S sequential steps, disjoint held-out split by construction),
+    or the reasoning-gym families chain_sum, products, leg_counting."""
     weight: float = Field(default=1.0, gt=0)
     """Share of the source's problems drawn from this family."""
     difficulty: dict[str, int] = Field(default_factory=dict)
-    """reasoning-gym difficulty knobs, e.g. {max_terms: 4, max_digits: 2}; unset knobs keep toy defaults."""
+    """Difficulty knobs, e.g. {max_terms: 4, max_digits: 2} (reasoning-gym's names for its families; for
+    running_sum: min_terms, max_terms, min_digits, max_digits); unset knobs keep toy defaults."""
 
     @model_validator(mode="after")
     def _knobs(self) -> ToyFamilyConfig:
@@ -97,7 +100,16 @@ class ToySourceConfig(_SourceBase):
         ToyFamilyConfig(family=ToyFamily.PRODUCTS),
         ToyFamilyConfig(family=ToyFamily.LEG_COUNTING),
     )
-    """Task families and their weights and difficulty."""
+    """Task families and their weights and difficulty (lab and reasoning-gym families are graded differently,
+    so one source holds one kind)."""
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ToySourceConfig:
+        if len({f.family.is_lab for f in self.families}) > 1:
+            raise ValueError(
+                "mixes lab families (running_sum) with reasoning-gym ones; put them in separate toy sources"
+            )
+        return self
 
 
 class BundledSourceConfig(_SourceBase):
@@ -178,6 +190,8 @@ def _toy_seed_ranges(source: ToySourceConfig) -> dict[str, tuple[int, int]]:
     total = sum(f.weight for f in source.families)
     ranges = {}
     for k, fam in enumerate(source.families):
+        if fam.family.is_lab:  # lab problems are drawn by content split, not reasoning-gym seed ranges
+            continue
         start = source.seed * 1009 + k
         ranges[fam.family.value] = (start, start + max(1, round(source.size * fam.weight / total)))
     return ranges
@@ -248,3 +262,21 @@ class MaterializeConfig(Section):
     budget_conditioning: bool = True
     """False: the budget-agnostic baseline: SFT on the uncompressed gold traces only, prompts without a
     budget (`budget.agnostic_template`). Evaluate that checkpoint with `evaluate.truncation`."""
+    budget_label: BudgetLabel = BudgetLabel.TARGET
+    """The budget a compressed record's prompt states: the tier it was compressed to (`target`), or its own
+    measured length (`measured`: hindsight relabelling, so every record sits exactly on its budget and the
+    budgets seen in training cover the range, not only the tiers)."""
+    heldout_budgets_tokens: tuple[int, ...] = ()
+    """Budgets that no SFT record or RL prompt carries: records of these budgets are dropped (counted in the
+    card as `heldout_budget`). Evaluate at them to measure budget following beyond the trained values."""
+    rl_budgets: RLBudgets = RLBudgets.TIERS
+    """RL prompt budgets: one prompt per tier (`tiers`), or `rl_budgets_per_problem` integers drawn uniformly
+    between the smallest and largest tier (`range`; seeded per problem, held-out budgets excluded)."""
+    rl_budgets_per_problem: int = Field(default=4, ge=1)
+    """Budgets drawn per problem with `rl_budgets: range`."""
+
+    @model_validator(mode="after")
+    def _heldout(self) -> MaterializeConfig:
+        if any(b < 1 for b in self.heldout_budgets_tokens):
+            raise ValueError(f"heldout_budgets_tokens must be positive token counts, got {self.heldout_budgets_tokens}")
+        return self

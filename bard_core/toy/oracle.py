@@ -33,10 +33,11 @@ from bard_core.engine import (
     failed,
     refuse_prefix,
 )
-from bard_core.toy.world import EvaluatedStep, Solution, solve
+from bard_core.toy import lab
+from bard_core.toy.world import EvaluatedStep, Solution, is_toy_meta, solve
 
 # Bump when the oracle's outputs change, so artifacts made by the old oracle are not reused.
-ORACLE_VERSION = 4
+ORACLE_VERSION = 5  # 5: the lab families (bard_core.toy.lab)
 _WORD = re.compile(r"\d|\w+|[^\w\s]")
 # An English-text rule of thumb; wrong for digit-split tokenizers on math, which is what makes it miss.
 _CHARS_PER_TOKEN_GUESS = 3.2
@@ -132,9 +133,17 @@ def _candidates(solution: Solution) -> list[str]:
 
 
 def _compress_text(meta: Mapping[str, Any], settings: OracleSettings, rng: random.Random) -> str:
-    solution = solve(meta["problem_meta"])
+    problem = meta["problem_meta"]
+    if lab.LAB_TASK_KEY in problem:
+        terms = list(problem["terms"])
+        candidates = lab.renderings(terms)
+        value, before_last = lab.lab_value(problem), sum(terms[:-1])
+    else:
+        solution = solve(problem)
+        candidates = _candidates(solution)
+        value = solution.value
+        before_last = solution.steps[-2].value if len(solution.steps) > 1 else value
     budget = int(meta["budget_tokens"])
-    candidates = _candidates(solution)
     previous = meta.get("previous") or {}
     sigma = settings.miss_sigma
     chars_per_token = _CHARS_PER_TOKEN_GUESS
@@ -150,10 +159,27 @@ def _compress_text(meta: Mapping[str, Any], settings: OracleSettings, rng: rando
             candidates = [c for c in candidates if len(c) > prev_chars] or candidates
     target_chars = budget * chars_per_token * math.exp(rng.gauss(0.0, sigma))
     reasoning = min(candidates, key=lambda text: abs(len(text) - target_chars))
-    value = solution.value
-    if rng.random() < settings.answer_drop_rate and len(solution.steps) > 1:
-        value = solution.steps[-2].value  # loses the last step: the answer no longer verifies
+    if rng.random() < settings.answer_drop_rate and before_last != value:
+        value = before_last  # loses the last step: the answer no longer verifies
     return f"{THINK_OPEN}\n{reasoning}\n{THINK_CLOSE}\n\nThe answer is \\boxed{{{value}}}."
+
+
+def _teacher_completion(
+    problem: Mapping[str, Any], rng: random.Random, settings: OracleSettings, temperature: float
+) -> str:
+    """A chain of thought and answer; with probability ``error_rate`` one step slips and the error propagates."""
+    slipped = rng.random() < settings.error_rate
+    delta = rng.choice([-10, -2, -1, 1, 2, 10])
+    if lab.LAB_TASK_KEY in problem:
+        terms = list(problem["terms"])
+        slip = (rng.randrange(lab.lab_steps(problem)), delta) if slipped else None
+        detour_rate = settings.detour_rate * (0.5 + temperature)
+        reasoning = lab.teacher_text(terms, rng, detour_rate, slip)
+        return f"{THINK_OPEN}\n{reasoning}\n{THINK_CLOSE}\n\nThe answer is \\boxed{{{lab.lab_value(problem, slip)}}}."
+    solution = solve(problem)
+    if slipped:
+        solution = solve(problem, (rng.randrange(len(solution.steps)), delta))
+    return _teacher_text(solution, rng, settings, temperature)
 
 
 def _truncate(text: str, max_new_tokens: int) -> tuple[str, FinishReason]:
@@ -174,7 +200,7 @@ class OracleEngine:
     def _one(self, request: GenerationRequest) -> GenerationResult:
         meta = request.metadata
         prompt_tokens = sum(oracle_token_count(m["content"]) for m in request.messages)
-        if "problem_meta" not in meta or "rg_task" not in meta.get("problem_meta", {}):
+        if not is_toy_meta(meta.get("problem_meta") or {}):
             return failed(
                 request.request_id,
                 ErrorKind.UNSUPPORTED,
@@ -189,11 +215,7 @@ class OracleEngine:
             if meta.get("role") == "compressor":
                 text = _compress_text(meta, self.settings, rng)
             else:
-                solution = solve(meta["problem_meta"])
-                if rng.random() < self.settings.error_rate:
-                    slip = (rng.randrange(len(solution.steps)), rng.choice([-10, -2, -1, 1, 2, 10]))
-                    solution = solve(meta["problem_meta"], slip)
-                text = _teacher_text(solution, rng, self.settings, request.params.temperature)
+                text = _teacher_completion(meta["problem_meta"], rng, self.settings, request.params.temperature)
             text, finish = _truncate(text, request.params.max_new_tokens)
             completions.append(Completion(text, finish, oracle_token_count(text)))
         return GenerationResult(request.request_id, tuple(completions), prompt_tokens)

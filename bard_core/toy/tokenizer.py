@@ -15,7 +15,7 @@ from bard_core.budget import THINK_CLOSE, THINK_OPEN, render_user
 from bard_core.engine import GenerationRequest, SamplingParams
 from bard_core.prompting import PromptTemplate, load_prompt
 from bard_core.toy.oracle import OracleEngine, OracleSettings
-from bard_core.toy.world import ToyFamily, entry_to_problem, generate_entries
+from bard_core.toy.world import ToyFamily, family_problems
 
 PAD, BOS, EOS = "<|pad|>", "<|im_start|>", "<|im_end|>"
 # Some model families' tokenizer classes (Qwen2) add this token when it is missing, growing the vocabulary
@@ -29,8 +29,7 @@ def toy_corpus(problems_per_family: int, seed: int, budgets: Sequence[int], user
     engine = OracleEngine(OracleSettings())
     texts: list[str] = []
     for family in ToyFamily:
-        for i, entry in enumerate(generate_entries(family, problems_per_family, seed, {})):
-            problem = entry_to_problem(entry, family, seed, i)
+        for i, problem in enumerate(family_problems(family, problems_per_family, seed, {}, "train")):
             texts.append(render_user(user_template, problem["problem"], budgets[i % len(budgets)]))
             requests = [
                 GenerationRequest(

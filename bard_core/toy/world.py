@@ -16,12 +16,21 @@ from itertools import zip_longest
 from typing import Any
 
 from bard_core.problems import RawRow
+from bard_core.toy.lab import LAB_TASK_KEY, RUNNING_SUM_DEFAULTS, running_sum_problems
 
 
 class ToyFamily(str, Enum):
     CHAIN_SUM = "chain_sum"
     PRODUCTS = "products"
     LEG_COUNTING = "leg_counting"
+    RUNNING_SUM = "running_sum"  # a lab family (bard_core.toy.lab): generated here, graded exactly
+
+    @property
+    def is_lab(self) -> bool:
+        return self in LAB_FAMILIES
+
+
+LAB_FAMILIES = frozenset({ToyFamily.RUNNING_SUM})
 
 
 # Difficulty knobs per family (names are reasoning-gym's config fields) and the defaults we use.
@@ -29,6 +38,7 @@ DIFFICULTY_DEFAULTS: dict[ToyFamily, dict[str, int]] = {
     ToyFamily.CHAIN_SUM: {"min_terms": 2, "max_terms": 4, "min_digits": 1, "max_digits": 2},
     ToyFamily.PRODUCTS: {"min_digits": 1, "max_digits": 2},
     ToyFamily.LEG_COUNTING: {"min_animals": 2, "max_animals": 3, "min_instances": 1, "max_instances": 9},
+    ToyFamily.RUNNING_SUM: RUNNING_SUM_DEFAULTS,
 }
 
 
@@ -42,7 +52,11 @@ def check_difficulty(family: ToyFamily, difficulty: Mapping[str, int]) -> None:
 
 
 def generate_entries(family: ToyFamily, size: int, seed: int, difficulty: Mapping[str, int]) -> list[dict[str, Any]]:
+    """reasoning-gym entries of a reasoning-gym family."""
     import reasoning_gym
+
+    if family.is_lab:
+        raise ValueError(f"{family.value} is a lab family: use family_problems")
 
     check_difficulty(family, difficulty)
     knobs = {**DIFFICULTY_DEFAULTS[family], **difficulty}
@@ -170,7 +184,7 @@ _PROGRAMS = {
 
 def solve(meta: Mapping[str, Any], slip: tuple[int, int] | None = None) -> Solution:
     """Evaluate the problem's program; ``slip=(step, delta)`` adds ``delta`` to one step's result."""
-    family = ToyFamily(meta["rg_task"])
+    family = ToyFamily(meta["rg_task"])  # reasoning-gym families only: lab families are solved in toy.lab
     ops, facts, expression = _PROGRAMS[family](meta["rg_metadata"])
     results: list[int] = []
     steps: list[EvaluatedStep] = []
@@ -187,26 +201,38 @@ def solve(meta: Mapping[str, Any], slip: tuple[int, int] | None = None) -> Solut
     return Solution(facts=facts, steps=tuple(steps), expression=expression, restatement=restatement)
 
 
-def toy_rows(size: int, seed: int, families: Sequence[tuple[ToyFamily, float, Mapping[str, int]]]) -> list[RawRow]:
+def family_problems(
+    family: ToyFamily, count: int, seed: int, difficulty: Mapping[str, int], split: str, id_seed: int | None = None
+) -> list[dict[str, Any]]:
+    """``count`` problem rows of one family (``meta`` a dict), drawn with ``seed``. Lab families draw only
+    problems of ``split`` (their split is a property of the problem); reasoning-gym families draw by seed
+    alone and name problems after ``id_seed`` (the source's seed)."""
+    if family.is_lab:
+        return list(running_sum_problems(count, seed, split, difficulty))
+    entries = generate_entries(family, count, seed, difficulty)
+    return [entry_to_problem(e, family, seed if id_seed is None else id_seed, i) for i, e in enumerate(entries)]
+
+
+def is_toy_meta(meta: Mapping[str, Any]) -> bool:
+    """Whether a problem's meta is the toy world's (the oracle can solve it)."""
+    return "rg_task" in meta or LAB_TASK_KEY in meta
+
+
+def toy_rows(
+    size: int, seed: int, families: Sequence[tuple[ToyFamily, float, Mapping[str, int]]], split: str = "train"
+) -> list[RawRow]:
     """``size`` problems split across families by weight, interleaved so that a ``limit`` keeps the mix."""
     total = sum(weight for _, weight, _ in families)
     per_family: list[list[RawRow]] = []
     for index, (family, weight, difficulty) in enumerate(families):
         count = max(1, round(size * weight / total))
         family_seed = seed * 1009 + index  # families must not share a random stream
-        rows = []
-        for i, entry in enumerate(generate_entries(family, count, family_seed, difficulty)):
-            problem = entry_to_problem(entry, family, seed, i)
-            rows.append(
-                RawRow(
-                    problem["source"],
-                    i + 1,
-                    problem["problem_id"],
-                    problem["problem"],
-                    problem["answer"],
-                    problem["meta"],
-                )
-            )
-        per_family.append(rows)
+        problems = family_problems(family, count, family_seed, difficulty, split, id_seed=seed)
+        per_family.append(
+            [
+                RawRow(p["source"], i + 1, p["problem_id"], p["problem"], p["answer"], p["meta"])
+                for i, p in enumerate(problems)
+            ]
+        )
     mixed = [row for group in zip_longest(*per_family) for row in group if row is not None]
     return mixed[:size]

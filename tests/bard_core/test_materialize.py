@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from bard_core.budget import BudgetSpec, parse_think
-from bard_core.materialize import assign_split, build_dataset, dataset_card
+from bard_core.materialize import BudgetLabel, BudgetPolicy, RLBudgets, assign_split, build_dataset, dataset_card
 from bard_core.prompting import load_prompt
 
 SPEC = BudgetSpec((16, 32), tolerance=0.25)
@@ -81,3 +83,43 @@ def test_budget_agnostic_switch_trains_on_gold_traces_without_a_budget() -> None
     assert len(records) == len(problems) and {r["kind"] for r in records} == {"gold"}
     assert all("budget" not in r["prompt"][0]["content"].lower() for r in records)
     assert records[0]["prompt"][0]["content"] == problems[records[0]["problem_id"]]["problem"]
+
+
+def _tier_rows(problems: dict[str, dict[str, str]], lengths: dict[int, int]) -> list[dict[str, object]]:
+    return [
+        {"problem_id": pid, "budget_tokens": tier, "reasoning": "a b", "final": "\\boxed{x}",
+         "reasoning_tokens": length, "valid": True, "reject_reason": None}
+        for pid in problems for tier, length in lengths.items()
+    ]  # fmt: skip
+
+
+def test_measured_labels_state_each_record_at_its_own_length_and_heldout_budgets_are_dropped() -> None:
+    problems = _problems(50)
+    tiers = _tier_rows(problems, {16: 14, 32: 24})  # 24 is held out
+    policy = BudgetPolicy(BudgetLabel.MEASURED, frozenset({24}))
+    sft, _, stats = build_dataset(
+        tiers, [], problems, load_prompt("budget_user.txt"), SPEC, False, 0.0, 0, None, policy
+    )
+    records = sft["train"]
+    assert {r["budget_tokens"] for r in records} == {14}
+    assert all(r["budget_tokens"] == r["reasoning_tokens"] for r in records)
+    assert records[0]["prompt"][0]["content"].endswith("Thinking budget: 14 tokens.")
+    assert stats["reject_reasons"] == {"heldout_budget": 50}  # counted, not lost silently
+    target, _, _ = build_dataset(tiers, [], problems, load_prompt("budget_user.txt"), SPEC, False, 0.0, 0)
+    assert {r["budget_tokens"] for r in target["train"]} == {16, 32}  # the default labels by tier
+
+
+def test_rl_budgets_drawn_from_the_range_avoid_heldout_budgets_and_are_seeded_per_problem() -> None:
+    spec = BudgetSpec((16, 24, 32, 48, 64), tolerance=0.25)
+    policy = BudgetPolicy(heldout_tokens=frozenset({40}), rl_budgets=RLBudgets.RANGE, rl_budgets_per_problem=3)
+    drawn = {f"p{i}": policy.rl_budgets_for(f"p{i}", spec) for i in range(300)}
+    budgets = [b for bs in drawn.values() for b in bs]
+    assert all(16 <= b <= 64 and b != 40 for b in budgets) and all(len(bs) == 3 for bs in drawn.values())
+    assert len(set(budgets)) > 40  # not only the tiers: (almost) every integer in the range
+    assert drawn == {pid: policy.rl_budgets_for(pid, spec) for pid in drawn}
+    assert BudgetPolicy().rl_budgets_for("p0", spec) == [16, 24, 32, 48, 64]
+
+
+def test_a_tier_cannot_be_held_out() -> None:
+    with pytest.raises(ValueError, match="heldout_budgets_tokens"):
+        BudgetPolicy(heldout_tokens=frozenset({32})).check(SPEC)

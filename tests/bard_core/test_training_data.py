@@ -49,3 +49,9 @@ def test_over_length_records_are_dropped_in_order_and_noted() -> None:
         {"problem_id": "p3", "budget_tokens": 16, "tokens": 31},
     ]
     assert split_overlength([], [], max_tokens=1) == ([], [])
+
+
+def test_without_weights_rl_draws_among_the_budgets_the_dataset_carries() -> None:
+    records = [{"problem_id": f"p{i}", "budget_tokens": b} for i in range(40) for b in (17, 45, 101)]
+    drawn = draw_rl_prompts(records, RLStageConfig(budgets_per_problem=4), (16, 32, 64))
+    assert {r["budget_tokens"] for r in drawn} == {17, 45, 101}

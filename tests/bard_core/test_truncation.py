@@ -58,7 +58,7 @@ class AnsweringOracle:
 
 
 def _problems(n: int) -> list[dict[str, Any]]:
-    rows = toy_rows(n, 5, [(f, 1.0, {}) for f in ToyFamily])
+    rows = toy_rows(n, 5, [(f, 1.0, {}) for f in ToyFamily if not f.is_lab])
     return [
         {"problem_id": r.problem_id, "problem": r.problem, "answer": r.answer,
          "grader": "reasoning_gym", "meta": json.dumps(r.meta)}
