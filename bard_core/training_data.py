@@ -35,9 +35,7 @@ def _problem_rng(seed: int, problem_id: str) -> random.Random:
     return random.Random(int.from_bytes(hashlib.sha256(f"{seed}|{problem_id}".encode()).digest()[:8], "big"))
 
 
-def draw_rl_prompts(
-    records: Sequence[Mapping[str, Any]], section: RLStageConfig, tiers: Sequence[int]
-) -> list[dict[str, Any]]:
+def draw_rl_prompts(records: Sequence[Mapping[str, Any]], section: RLStageConfig) -> list[dict[str, Any]]:
     """Per problem, ``budgets_per_problem`` budgets drawn from the tier weights (without weights: uniformly
     from the budgets the dataset's prompts of that problem carry, which may lie between the tiers; seeded,
     independent of the records' order), then a seeded shuffle, cut to ``max_prompts``."""

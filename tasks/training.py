@@ -264,7 +264,7 @@ def rl(ctx: StageContext, dataset: ArtifactRef, start: ModelLocation) -> Artifac
         begin = start
         start_dir, tokenizer = _local_model(ctx, begin)
         check_trl_args(section)  # a bad `trl` fails here, not in a worker
-        prompts = draw_rl_prompts(read_rows(ctx, dataset, "rl_train", schemas.RL, "rl"), section, budget.tiers_tokens)
+        prompts = draw_rl_prompts(read_rows(ctx, dataset, "rl_train", schemas.RL, "rl"), section)
         if not prompts:
             raise ValueError(f"no RL prompts in {dataset.key} (rl_train is empty): nothing to train on")
         kept, dropped = split_overlength(
