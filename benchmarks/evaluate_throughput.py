@@ -12,16 +12,17 @@ its think block, so every generation runs to its limit.
 What the ratios are (both sides count the completion tokens their engine reported; the stage's and the
 direct run's differ a little because sampling seeds follow the batches). The direct engine runs the
 requests twice, before and after the stage, and its figures are the two runs together (tokens over
-seconds summed), so a change in what else loads the machine weighs on both sides alike:
+seconds summed), so a change in what else loads the machine weighs on both sides alike (its second run
+is warm, torch's kernels already built in this process, which favours the direct side a little):
 
 - ``eval_ratio`` (the headline): the stage's tokens / (the stage's wall time *minus its fixed start-up*),
   over the direct engine's tokens / its ``generate`` time. The stage's wall time is the manifest's
   ``wall_s``: from the stage starting to build until its artifact is committed, which holds reading the
   inputs, building the requests, starting Ray, the actor pool, writing every shard, the metrics with
   their bootstrap intervals and the report with its plots. The start-up taken out is fixed per stage and
-  model, whatever the number of requests: starting the Ray runtime and importing Ray Data (``ray_start_s``; 0
-  when an earlier stage of the run started them) and the pool's time
-  until its first replica had built its engine (``pool_startup_s``: actor process, imports, weights).
+  model, whatever the number of requests: starting the Ray runtime and importing Ray Data
+  (``ray_start_s``; 0 when an earlier stage of the run started them) and the pool's time until its first
+  replica had built its engine (``pool_startup_s``: actor process, imports, weights).
   The direct side's weight load is likewise not in its time. The direct engine computes with the torch
   threads a replica of the stage gets (the engine's `threads`, else the replica's whole Ray CPUs, which
   Ray hands the actor as OMP_NUM_THREADS), so the ratio measures the stage, not a thread setting.
@@ -35,7 +36,9 @@ seconds summed), so a change in what else loads the machine weighs on both sides
   the rest of the stage not) against the direct tok/s.
 
 The last line is machine-readable, ``eval_ratio`` first: `eval_ratio=... eval_ratio_all=...
-evaluate_ratio=... evaluate_tok_s=... evaluate_direct_tok_s=... evaluate_wall_s=... ...`.
+eval_cpu_ratio=... evaluate_ratio=... evaluate_tok_s=... evaluate_direct_tok_s=... evaluate_wall_s=...
+evaluate_startup_s=... evaluate_flow_wall_s=... evaluate_time_ratio=...` (the last: one direct run's
+time over the stage's wall time).
 Smallest size (CI): --fresh --recipe configs/smoke.yaml --problems 8 --k 1.
 
     .venv/bin/python benchmarks/evaluate_throughput.py [--problems 200] [--k 2] [--model sft] [--run RUN_ID]
