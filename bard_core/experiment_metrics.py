@@ -215,7 +215,10 @@ def compare_arms(
         if arm != reference
     }
     claims_out = decide(claims, Evidence(rows, summaries, spec, boot))
-    return json_safe({"reference": reference, "arms": summaries, "paired": paired, "claims": claims_out})
+    comparison: dict[str, Any] = json_safe(
+        {"reference": reference, "arms": summaries, "paired": paired, "claims": claims_out}
+    )
+    return comparison
 
 
 def json_safe(value: Any) -> Any:
