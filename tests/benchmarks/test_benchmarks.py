@@ -30,6 +30,10 @@ CASES: dict[str, tuple[list[str], set[str]]] = {
         ["--fresh", "--recipe", "configs/smoke.yaml", "--problems", "8", "--k", "1"],
         {"evaluate_ratio", "evaluate_tok_s", "evaluate_direct_tok_s", "evaluate_wall_s"},
     ),
+    "lab_targets.py": (
+        ["--fresh", "--recipe", "configs/smoke.yaml"],
+        {"sft_acc_max", "rl_spearman_acc", "rl_dev_tiers", "rl_minus_sft_reward", "ci_low", "ci_high"},
+    ),
     "sft_throughput.py": (["--steps", "5"], {"sft_ratio", "sft_tok_s"}),
     "toy_data_stages.py": (
         ["configs/smoke.yaml", "--problems", "40"],
