@@ -25,7 +25,6 @@ from typing import Any
 
 LAB_TASK_KEY = "toy_task"  # meta key of a lab problem (reasoning-gym problems carry "rg_task")
 TEST_SHARE = 0.1  # share of each family's problem space that belongs to the held-out split
-_FAMILY_SALT = {"running_sum": 11}
 
 RUNNING_SUM_DEFAULTS: dict[str, int] = {"min_terms": 3, "max_terms": 5, "min_digits": 1, "max_digits": 2}
 
