@@ -10,6 +10,16 @@ from bard_core.budget import BudgetSpec
 from bard_core.schemas import EvalMode
 
 
+def _save(fig: Any, path: Path) -> Path:
+    """Lay out, write and close one figure (every plot here is saved the same way)."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
 def tier_length_histograms(
     lengths_by_tier: Mapping[int, Sequence[int]], gold_lengths: Sequence[int], spec: BudgetSpec, path: Path
 ) -> Path:
@@ -34,10 +44,7 @@ def tier_length_histograms(
         ax.set_title(f"{title} (n={len(values)})", fontsize=9)
         ax.set_xlabel("reasoning tokens", fontsize=8)
         ax.tick_params(labelsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def _ideal_and_band(ax: Any, budgets: Sequence[int], spec: BudgetSpec, ideal: str, band: str) -> None:
@@ -77,10 +84,7 @@ def budget_following_plot(summaries: Mapping[str, Mapping[str, Any]], spec: Budg
         ax.legend(fontsize=8)
     length_ax.set_yscale("log", base=2)
     acc_ax.set_ylim(0, 1)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def series_label(row: Mapping[str, Any]) -> str:
@@ -125,11 +129,7 @@ def evaluation_plots(metrics: Sequence[Mapping[str, Any]], spec: BudgetSpec, out
         acc_ax.set_ylim(0, 1)
         length_ax.set_yscale("log", base=2)
         fig.suptitle(benchmark)
-        fig.tight_layout()
-        path = out_dir / f"{benchmark}.png"
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
-        plots[benchmark] = path
+        plots[benchmark] = _save(fig, out_dir / f"{benchmark}.png")
     return plots
 
 
@@ -174,7 +174,4 @@ def pareto_plot(summaries: Mapping[str, Sequence[Mapping[str, Any]]], path: Path
     ax.set_ylim(0, 1)
     ax.set_title("accuracy vs reasoning tokens (labels: budget; rings: Pareto front)", fontsize=9)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
