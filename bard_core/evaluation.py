@@ -1,6 +1,6 @@
 """Evaluation across budgets: request rows, one batch of generations judged by ``judge`` (with the
 truncation baseline of ``truncation``), and generations aggregated into metrics with bootstrap confidence
-intervals. The training stages' probe is this evaluation too, on the validation split (``infra.probe``).
+intervals. The training stages' probe is this evaluation too, on the validation split (``bard_pipeline.infra.probe``).
 
 A generation row (schema ``schemas.GENERATIONS``) is one of ``k`` samples of one model on one problem of
 one benchmark at one budget. Accuracy is pass@1 averaged over the ``k`` samples of a problem, then over

@@ -9,7 +9,7 @@ and runs it about 35x *slower* (measured, see the README). So the pipeline decid
 - otherwise a GPU trains in bf16 where it supports it, else in fp32;
 - otherwise a CPU trains in bf16 only when it has native bf16, else in fp32.
 
-The facts about the machine come from ``infra.precision`` (torch and the CPU flags), where the work runs.
+The facts about the machine come from ``bard_pipeline.infra.precision`` (torch and the CPU flags), where the work runs.
 """
 
 from __future__ import annotations

@@ -29,14 +29,14 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from infra.env import apply_defaults  # noqa: E402
+from bard_pipeline.infra.env import apply_defaults  # noqa: E402
 
 apply_defaults()
 
 
 def run_stage(tmp: str, engine: str, problems: int, max_new_tokens: int, replicas: int) -> dict[str, Any]:
-    from flows.distill import distill
-    from infra.store import ArtifactRef, ArtifactStore
+    from bard_pipeline.flows.distill import distill
+    from bard_pipeline.infra.store import ArtifactRef, ArtifactStore
 
     overrides = [
         f"store.root=file://{tmp}/store",
@@ -78,8 +78,8 @@ def direct_hf(run: dict[str, Any], max_new_tokens: int) -> tuple[float, int]:
     import torch
 
     from bard_core.config import HFEngineConfig
-    from infra.engines.hf import HFEngine
-    from infra.local_cache import local_artifact_dir
+    from bard_pipeline.infra.engines.hf import HFEngine
+    from bard_pipeline.infra.local_cache import local_artifact_dir
 
     torch.set_num_threads(2)
     model_dir = local_artifact_dir(run["store"], run["model"], "model")
@@ -94,7 +94,7 @@ VLLM_DIRECT = """
 import json, sys, time
 from bard_core.config import VLLMEngineConfig
 from bard_core.engine import GenerationRequest, SamplingParams
-from infra.engines.vllm import VLLMEngine
+from bard_pipeline.infra.engines.vllm import VLLMEngine
 spec = json.load(open(sys.argv[1]))
 engine = VLLMEngine(VLLMEngineConfig(**spec["cfg"]), spec["model_dir"])
 requests = [GenerationRequest(r["id"], r["messages"], SamplingParams(**r["params"])) for r in spec["requests"]]
@@ -109,7 +109,7 @@ def direct_vllm(
 ) -> tuple[float, int]:
     from dataclasses import asdict
 
-    from infra.local_cache import local_artifact_dir
+    from bard_pipeline.infra.local_cache import local_artifact_dir
 
     model_dir = local_artifact_dir(run["store"], run["model"], "model")
     requests = [

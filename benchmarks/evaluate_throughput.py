@@ -58,7 +58,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from infra.env import apply_defaults  # noqa: E402
+from bard_pipeline.infra.env import apply_defaults  # noqa: E402
 
 apply_defaults()
 
@@ -66,8 +66,8 @@ apply_defaults()
 def trained_run(recipe: str, store_overrides: list[str], store: Any) -> str:
     """The newest run with committed SFT and RL checkpoints (the evaluation flow takes both from it); where
     there is none, one is trained first, exactly as `bard run RECIPE --until rl` would."""
-    from flows.distill import distill
-    from infra.store import ArtifactNotFoundError
+    from bard_pipeline.flows.distill import distill
+    from bard_pipeline.infra.store import ArtifactNotFoundError
 
     try:
         return str(store.latest_run("rl")["run_id"])
@@ -86,8 +86,8 @@ def run_stage(
     """The direct engine, then the stage, then the direct engine again (the two direct runs bracket the
     stage, so a change in the machine's load while it runs weighs on both sides alike)."""
     from bard_core.recipes import load_config
-    from flows.distill import distill
-    from infra.store import ArtifactRef, ArtifactStore
+    from bard_pipeline.flows.distill import distill
+    from bard_pipeline.infra.store import ArtifactRef, ArtifactStore
 
     overrides = [*store_overrides, *overrides]
     cfg = load_config(recipe, overrides)
@@ -117,11 +117,11 @@ def run_direct(stage: dict[str, Any], label: str) -> dict[str, float]:
     from bard_core.budget import render_user
     from bard_core.engine import GenerationRequest, SamplingParams
     from bard_core.prompting import load_prompt
-    from infra.engines.hf import HFEngine
-    from infra.local_cache import resolve_location
-    from infra.models import MODEL_PREFIX
-    from infra.store import ArtifactRef
-    from tasks.training import checkpoint_location
+    from bard_pipeline.infra.engines.hf import HFEngine
+    from bard_pipeline.infra.local_cache import resolve_location
+    from bard_pipeline.infra.models import MODEL_PREFIX
+    from bard_pipeline.infra.store import ArtifactRef
+    from bard_pipeline.tasks.training import checkpoint_location
 
     cfg, store, record = stage["cfg"], stage["store"], stage["record"]
     ev = cfg.evaluate

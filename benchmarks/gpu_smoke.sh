@@ -37,7 +37,7 @@ wall=$(( $(date +%s) - start ))
 
 "$python" - "$work/store" "$mode" "$wall" "$limit_s" <<'PY'
 import sys
-from infra.store import ArtifactRef, ArtifactStore
+from bard_pipeline.infra.store import ArtifactRef, ArtifactStore
 
 root, mode, wall, limit = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 store = ArtifactStore(f"file://{root}")

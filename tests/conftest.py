@@ -16,7 +16,7 @@ os.environ["PREFECT_HOME"] = _PREFECT_HOME
 os.environ.pop("PREFECT_API_URL", None)
 os.environ.pop("BARD_FAIL_STAGE", None)  # a fault switch left in the shell must not leak in
 
-from infra.env import apply_defaults  # noqa: E402
+from bard_pipeline.infra.env import apply_defaults  # noqa: E402
 
 apply_defaults()
 
@@ -84,7 +84,7 @@ def toy_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from bard_core.config import ToyRandomModelSpec
     from bard_core.prompting import load_prompt
     from bard_core.toy.tokenizer import toy_corpus, train_toy_tokenizer
-    from infra.models import build_toy_random
+    from bard_pipeline.infra.models import build_toy_random
 
     root = tmp_path_factory.mktemp("toy-model")
     tokenizer = train_toy_tokenizer(toy_corpus(40, 7, [16, 32, 64], load_prompt("budget_user.txt")), 512)

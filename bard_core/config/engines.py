@@ -1,4 +1,4 @@
-"""Engine configs, one per backend, selected by `kind` (resolved to engines in infra/engines)."""
+"""Engine configs, one per backend, selected by `kind` (resolved to engines in bard_pipeline/infra/engines)."""
 
 from __future__ import annotations
 

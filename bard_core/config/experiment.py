@@ -74,7 +74,7 @@ class ExperimentConfig(Section):
     name: str = Field(pattern=_NAME)
     """Experiment name (flow-run names, the named ref of its runs)."""
     base: str
-    """Base recipe (YAML), relative to the working directory, e.g. configs/toy.yaml."""
+    """Base recipe: a YAML file (relative to the working directory) or a packaged recipe name, e.g. toy."""
     overrides: tuple[str, ...] = ()
     """key=value overrides every arm gets (before its own)."""
     arms: dict[str, ArmConfig]

@@ -1,7 +1,7 @@
 """Training sections: SFT then RL (GRPO), run by TRL inside Ray Train workers.
 
 Trainer hyper-parameters are TRL's own: ``trl`` holds keyword arguments of ``trl.SFTConfig`` /
-``trl.GRPOConfig`` and is turned into those objects (and so validated) by ``infra.training.trl_args``;
+``trl.GRPOConfig`` and is turned into those objects (and so validated) by ``bard_pipeline.infra.training.trl_args``;
 ``bard validate`` builds them for every recipe. Keys the pipeline sets itself (where checkpoints go,
 logging, devices) are refused with a message that says so.
 """

@@ -64,7 +64,7 @@ def test_validation_errors_name_the_field_and_the_fix(data: dict, expected: list
 def test_bad_overrides_and_files(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="not key=value"):
         apply_override({}, "sample.n_samples")
-    with pytest.raises(ConfigError, match="does not exist"):
+    with pytest.raises(ConfigError, match=r"neither a file nor a packaged recipe.*toy"):
         load_config(tmp_path / "missing.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("sample: [unclosed")

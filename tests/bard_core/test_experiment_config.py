@@ -30,7 +30,7 @@ def test_the_claims_experiments_have_the_issue_arms(name: str) -> None:
     assert set(experiment.arms) == {
         "bard", "sft_only", "rl_only", "additive", "agnostic_truncated", "agnostic_prompted", "base_truncated",
     }  # fmt: skip
-    assert experiment.base == ("configs/toy.yaml" if name == "bard-claims.yaml" else "configs/gpu-qwq-qwen3-8b.yaml")
+    assert experiment.base == ("toy" if name == "bard-claims.yaml" else "gpu-qwq-qwen3-8b")
 
 
 def _differ(a: dict[str, object], b: dict[str, object]) -> list[str]:

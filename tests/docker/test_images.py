@@ -83,7 +83,7 @@ def test_the_compose_stack_is_complete_and_closed() -> None:
     assert db.startswith("postgresql+asyncpg://") and "${POSTGRES_PASSWORD:?" in db  # no secret in the file
     gpu = services["ray-gpu-worker"]["deploy"]["resources"]["reservations"]["devices"][0]
     assert gpu["driver"] == "nvidia" and "gpu" in gpu["capabilities"]
-    assert services["minio-init"]["entrypoint"][1] == "infra/s3/configure_bucket.py"
+    assert services["minio-init"]["entrypoint"][1] == "bard_pipeline/infra/s3/configure_bucket.py"
     assert all(re.fullmatch(r"[^:]+:[\w.-]+", i) for i in images if i)  # every image has a tag
     assert services["prefect-worker"]["entrypoint"][:4] == ["prefect", "worker", "start", "--pool"]
 

@@ -28,7 +28,7 @@ def _parse_bard(argv: list[str]) -> None:
     """Parse with bard's real click commands, their callbacks replaced by no-ops (nothing runs)."""
     import typer
 
-    from flows.cli import app
+    from bard_pipeline.flows.cli import app
 
     root = typer.main.get_command(app)  # a fresh click tree: patching it leaves the app alone
 
@@ -82,7 +82,7 @@ def check(argv: list[str]) -> str:
     if program == "kubectl":
         assert args[:2] == ["apply", "-f"] and args[2].startswith("build/k8s/")
         template = args[2].removeprefix("build/k8s/").replace(".rendered", "")
-        assert (REPO / "infra/k8s" / template).is_file()
+        assert (REPO / "bard_pipeline/infra/k8s" / template).is_file()
         return "kubectl"
     if program in ("cp", "export"):
         return "shell"
@@ -110,4 +110,6 @@ def test_the_checker_rejects_drift() -> None:
     with pytest.raises(CycloptsError):
         check(["prefect", "work-pool", "create", "bard-k8s", "--typo", "kubernetes"])
     with pytest.raises(SystemExit):
-        check([".venv/bin/python", "infra/k8s/render.py", "--gpu-type", "H100"])  # required options missing
+        check(
+            [".venv/bin/python", "bard_pipeline/infra/k8s/render.py", "--gpu-type", "H100"]
+        )  # required options missing

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from infra.store import ArtifactStore
+from bard_pipeline.infra.store import ArtifactStore
 from tests.support.flows import run_flow
 
 

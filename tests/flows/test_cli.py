@@ -7,9 +7,9 @@ import pyarrow as pa
 import yaml
 from typer.testing import CliRunner
 
-from flows.cli import app
-from infra.store import ArtifactRef, ArtifactStore
-from infra.writer import ArtifactWriter
+from bard_pipeline.flows.cli import app
+from bard_pipeline.infra.store import ArtifactRef, ArtifactStore
+from bard_pipeline.infra.writer import ArtifactWriter
 from tests.conftest import CONFIGS
 
 runner = CliRunner()
@@ -146,7 +146,7 @@ def test_report_latest_is_the_newest_evaluation(tmp_path: Path) -> None:
 
 def test_the_flow_takes_from_run_as_a_prefix(tmp_path: Path) -> None:
     from bard_core.config import RunConfig
-    from tasks.context import open_context
+    from bard_pipeline.tasks.context import open_context
 
     root = _runs_store(tmp_path)
     cfg = RunConfig.model_validate({"store": {"root": root}})

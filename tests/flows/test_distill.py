@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.store import ArtifactRef
+from bard_pipeline.infra.store import ArtifactRef
 from tests.support.flows import run_flow, statuses
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]

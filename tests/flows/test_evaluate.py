@@ -58,7 +58,7 @@ def test_metrics_match_a_recomputation_from_the_stored_generations(smoke_run: Sm
 
 
 def test_the_report_renders_in_headless_chromium(smoke_run: SmokeRun, tmp_path: Path) -> None:
-    from flows.cli import app
+    from bard_pipeline.flows.cli import app
 
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:

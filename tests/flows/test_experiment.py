@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from bard_core.evaluation import recompute_accuracy
-from infra.store import ArtifactRef, ArtifactStore
+from bard_pipeline.infra.store import ArtifactRef, ArtifactStore
 from tests.conftest import CONFIGS
 from tests.support.flows import statuses
 
@@ -28,7 +28,7 @@ def _json(store: ArtifactStore, ref: ArtifactRef, name: str) -> Any:
 
 
 def _run(store_root: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]], ArtifactStore]:
-    from flows.experiment import experiment
+    from bard_pipeline.flows.experiment import experiment
 
     result = experiment(recipe=EXPERIMENT, overrides=[f"store.root={store_root}"])
     store = ArtifactStore(store_root)
@@ -75,7 +75,7 @@ def _text(store: ArtifactStore, ref: ArtifactRef, name: str) -> str:
 def test_the_cli_refuses_arms_that_are_not_evaluated_alike_before_anything_runs(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from flows.cli import app
+    from bard_pipeline.flows.cli import app
 
     bad = tmp_path / "bad.yaml"
     bad.write_text(

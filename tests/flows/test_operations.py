@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from infra.stack import Stack, alive, descendants
-from infra.store import ArtifactStore
+from bard_pipeline.infra.stack import Stack, alive, descendants
+from bard_pipeline.infra.store import ArtifactStore
 from tests.conftest import CONFIGS, free_port
 
 pytestmark = pytest.mark.slow
@@ -44,7 +44,7 @@ class LocalStack:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    from flows.cli import app
+    from bard_pipeline.flows.cli import app
 
     root = tmp_path_factory.mktemp("stack")
     port, s3_port = free_port(), free_port()
@@ -200,7 +200,7 @@ def test_the_single_stage_deployment_reruns_only_that_stage(stack: LocalStack) -
 def test_the_watcher_starts_one_run_per_new_teacher_and_skips_unreachable_sources(stack: LocalStack) -> None:
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterTags
 
-    from infra.teachers import register_teacher
+    from bard_pipeline.infra.teachers import register_teacher
 
     name = f"toy-oracle-{uuid.uuid4().hex[:6]}"
     dead = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
@@ -248,7 +248,7 @@ def test_a_bad_parameter_fails_before_any_stage_with_the_validation_message(stac
 
 
 def test_bard_status_then_down_leaves_no_process_of_ours(stack: LocalStack) -> None:
-    from flows.cli import app
+    from bard_pipeline.flows.cli import app
 
     runner = CliRunner()
     status = runner.invoke(app, ["status", "--state-dir", str(stack.state_dir)])

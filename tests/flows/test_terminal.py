@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from flows.cli import app
-from infra import progress
+import bard_pipeline.flows.distill
+from bard_pipeline.flows.cli import app
+from bard_pipeline.infra import progress
 from tests.conftest import CONFIGS, REPO
 
 # The toy recipe must print at most 150 lines; the smoke recipe runs the same stages (with as many bars and
@@ -28,7 +29,15 @@ def _bard_run(tmp_path: Path, store: str, *args: str) -> list[str]:
     """`bard run` on the smoke recipe in a subprocess, stdout and stderr together (a pipe, not a terminal)."""
     env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", progress.VERBOSE_ENV)}
     env["BARD_CACHE_DIR"] = str(tmp_path / "cache")
-    command = [sys.executable, "-m", "flows.cli", "run", str(CONFIGS / "smoke.yaml"), f"store.root={store}", *args]
+    command = [
+        sys.executable,
+        "-m",
+        "bard_pipeline.flows.cli",
+        "run",
+        str(CONFIGS / "smoke.yaml"),
+        f"store.root={store}",
+        *args,
+    ]
     done = subprocess.run(
         command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=900
     )
@@ -59,7 +68,6 @@ def test_bard_run_prints_a_readable_terminal(tmp_path: Path) -> None:
 
 
 def test_run_verbose_sets_the_switch_before_the_flow_starts(monkeypatch: pytest.MonkeyPatch) -> None:
-    import flows.distill
 
     seen: list[bool] = []
 
@@ -67,7 +75,7 @@ def test_run_verbose_sets_the_switch_before_the_flow_starts(monkeypatch: pytest.
         seen.append(progress.verbose())
         return {}
 
-    monkeypatch.setattr(flows.distill, "distill", fake_distill)
+    monkeypatch.setattr(bard_pipeline.flows.distill, "distill", fake_distill)
     for name in (progress.VERBOSE_ENV, "HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS"):
         monkeypatch.setenv(name, "")  # recorded, so the test leaves the environment as it found it
         monkeypatch.delenv(name)

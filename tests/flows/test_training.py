@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.local_cache import local_artifact_dir
+from bard_pipeline.infra.local_cache import local_artifact_dir
 from tests.flows.conftest import SmokeRun
 from tests.support.flows import artifact, run_flow, statuses
 
@@ -69,7 +69,7 @@ def test_a_worker_killed_mid_training_resumes_from_the_last_checkpoint(
     sft = store.manifest(artifact(record, "sft"))
     assert sft.stats["train"]["resumed"] is True  # restarted from the step-10 checkpoint, not from scratch
     assert sft.stats["train"]["global_step"] == 20
-    from infra.precision import cpu_hardware
+    from bard_pipeline.infra.precision import cpu_hardware
 
     expected = "bf16" if cpu_hardware().native_bf16 else "fp32"  # this machine's own answer, not forced
     assert sft.stats["precision"]["precision"] == expected, sft.stats["precision"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from infra.actor_pool import BACKEND, READY, ROW, SHARD, USAGE_COLUMNS, _blocks, _ShardCollector
+from bard_pipeline.infra.actor_pool import BACKEND, READY, ROW, SHARD, USAGE_COLUMNS, _blocks, _ShardCollector
 
 
 def _shards(sizes: list[int]) -> dict[int, pa.Table]:

@@ -20,7 +20,7 @@ ARGS = ["--image", "$REGISTRY/bard-gpu-worker:0.1.0",
 def _render(tmp_path: Path, *extra: str) -> dict[str, Path]:
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("render", REPO / "infra/k8s/render.py")
+    spec = importlib.util.spec_from_file_location("render", REPO / "bard_pipeline/infra/k8s/render.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -68,7 +68,7 @@ def test_bad_cluster_parameters_are_refused(tmp_path: Path) -> None:
 def test_the_bucket_script_enables_versioning_and_scratch_expiry(s3_endpoint: str) -> None:
     import boto3
 
-    from infra.s3.configure_bucket import main
+    from bard_pipeline.infra.s3.configure_bucket import main
 
     first = main(["--bucket", "bard-artifacts-test", "--endpoint-url", s3_endpoint])
     again = main(["--bucket", "bard-artifacts-test", "--endpoint-url", s3_endpoint])  # idempotent

@@ -10,7 +10,7 @@ import pytest
 from bard_core.config import GGUFPackageModelSpec, ToyRandomModelSpec
 from bard_core.prompting import load_prompt
 from bard_core.toy.tokenizer import toy_corpus, train_toy_tokenizer
-from infra.models import build_gguf, build_model, build_toy_random, gguf_path
+from bard_pipeline.infra.models import build_gguf, build_model, build_toy_random, gguf_path
 
 
 def test_toy_random_model_matches_its_tokenizer(tmp_path: Path) -> None:

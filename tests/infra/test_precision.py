@@ -9,8 +9,8 @@ import pytest
 
 from bard_core.config import HFEngineConfig, SFTStageConfig
 from bard_core.precision import Precision
-from infra.precision import NATIVE_BF16_ENV, cpu_hardware, parse_cpuinfo, training_precision
-from infra.training import trl_args
+from bard_pipeline.infra.precision import NATIVE_BF16_ENV, cpu_hardware, parse_cpuinfo, training_precision
+from bard_pipeline.infra.training import trl_args
 
 XEON = """processor\t: 0
 model name\t: Intel(R) Xeon(R) Processor
@@ -74,7 +74,7 @@ def test_the_transformers_engine_loads_weights_at_the_resolved_precision(
 ) -> None:
     import torch
 
-    from infra.engines.hf import HFEngine
+    from bard_pipeline.infra.engines.hf import HFEngine
 
     monkeypatch.setenv(NATIVE_BF16_ENV, native)
     engine = HFEngine(HFEngineConfig(model="toy", device="cpu"), str(toy_model_dir))

@@ -15,7 +15,7 @@ from bard_core.engine import Completion, GenerationRequest, GenerationResult
 from bard_core.evaluation import EvalSettings, evaluate_batch, summarize
 from bard_core.rewards import BudgetReward
 from bard_core.schemas import EvalMode
-from infra.probe import probe_model
+from bard_pipeline.infra.probe import probe_model
 
 SPEC = BudgetSpec((16, 32), tolerance=0.25)
 BUDGET = 16

@@ -10,13 +10,13 @@ import warnings
 import pytest
 
 from bard_core.config import RayConfig
-from infra import progress
-from infra.progress import Bar, configure_terminal, status, verbose
-from infra.ray_runtime import init_options
+from bard_pipeline.infra import progress
+from bard_pipeline.infra.progress import Bar, configure_terminal, status, verbose
+from bard_pipeline.infra.ray_runtime import init_options
 
 
 def _lines(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "infra.progress"]
+    return [r.getMessage() for r in caplog.records if r.name == "bard_pipeline.infra.progress"]
 
 
 @pytest.fixture
@@ -28,7 +28,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("clock")
 def test_off_a_terminal_a_bar_logs_start_quarters_and_end_only(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="infra.progress")
+    caplog.set_level(logging.INFO, logger="bard_pipeline.infra.progress")
     with Bar("sample traces", 1000, "rows", live=False) as bar:
         for done in range(0, 1001, 10):  # 101 updates
             bar.update(done)
@@ -47,7 +47,7 @@ def test_off_a_terminal_a_bar_logs_start_quarters_and_end_only(caplog: pytest.Lo
 
 @pytest.mark.usefixtures("clock")
 def test_a_steps_bar_starts_when_the_total_is_known(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="infra.progress")
+    caplog.set_level(logging.INFO, logger="bard_pipeline.infra.progress")
     with Bar("sft", None, "steps", live=False) as bar:
         bar.update(0, 0)  # the worker has not reported yet
         for step in range(400, 701, 50):  # resumed at step 400 of 700
@@ -59,7 +59,7 @@ def test_a_steps_bar_starts_when_the_total_is_known(caplog: pytest.LogCaptureFix
 
 
 def test_on_a_terminal_the_bar_draws_in_place_and_logs_nothing(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="infra.progress")
+    caplog.set_level(logging.INFO, logger="bard_pipeline.infra.progress")
     with Bar("compress tiers", 10, "rows", live=True) as bar:
         for done in range(11):
             bar.update(done)

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from bard_core.config import BundledSourceConfig, FileSourceConfig, HFSourceConfig, ToySourceConfig
 from bard_core.grading import GraderKind
 from bard_core.problems import ProblemFileError
-from infra.sources import source_content_hash, source_grader, source_rows
+from bard_pipeline.infra.sources import source_content_hash, source_grader, source_rows
 
 
 def test_each_source_kind_yields_rows(tmp_path: Path) -> None:

@@ -11,8 +11,14 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from infra.store import AmbiguousRunError, ArtifactNotFoundError, ArtifactRef, ArtifactStore, ChecksumMismatchError
-from infra.writer import ArtifactWriter
+from bard_pipeline.infra.store import (
+    AmbiguousRunError,
+    ArtifactNotFoundError,
+    ArtifactRef,
+    ArtifactStore,
+    ChecksumMismatchError,
+)
+from bard_pipeline.infra.writer import ArtifactWriter
 
 REF = ArtifactRef("sample", "f" * 20)
 

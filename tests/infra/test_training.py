@@ -11,7 +11,7 @@ from bard_core.config import RLStageConfig, SFTStageConfig
 from bard_core.precision import Hardware, Precision, PrecisionChoice
 from bard_core.recipes import ConfigError, validate_config
 from bard_core.training_data import split_overlength
-from infra.training import (
+from bard_pipeline.infra.training import (
     TrainingConfigError,
     record_lengths,
     require_chat_template,
@@ -119,9 +119,9 @@ def test_a_train_job_travels_whole_and_its_rows_are_read_before_commit(tmp_path:
 
     from bard_core import schemas
     from bard_core.budget import BudgetSpec
-    from infra.ray_train import TrainJob, TrainRows
-    from infra.store import ArtifactRef, ArtifactStore
-    from infra.writer import ArtifactWriter
+    from bard_pipeline.infra.ray_train import TrainJob, TrainRows
+    from bard_pipeline.infra.store import ArtifactRef, ArtifactStore
+    from bard_pipeline.infra.writer import ArtifactWriter
 
     store = ArtifactStore(f"file://{tmp_path}")
     writer = ArtifactWriter(store, ArtifactRef("rl", "f" * 16))

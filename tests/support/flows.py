@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from infra.store import ArtifactRef, ArtifactStore
+from bard_pipeline.infra.store import ArtifactRef, ArtifactStore
 from tests.conftest import CONFIGS
 
 SMOKE = str(CONFIGS / "smoke.yaml")
@@ -13,7 +13,7 @@ SMOKE = str(CONFIGS / "smoke.yaml")
 def run_flow(overrides: list[str], recipe: str = SMOKE, **params: Any) -> tuple[Any, dict[str, Any], ArtifactStore]:
     """Run the flow (against the test's Prefect API); returns its final state, run manifest and store."""
     from bard_core.recipes import load_config
-    from flows.distill import distill
+    from bard_pipeline.flows.distill import distill
 
     state = distill(recipe=recipe, overrides=overrides, return_state=True, **params)
     cfg = load_config(recipe, overrides)

@@ -9,14 +9,14 @@ import pytest
 
 from bard_core.config import RunConfig
 from bard_core.recipes import load_config
-from infra.faults import InjectedFailureError, maybe_fail
-from infra.ray_runtime import RaySession
-from infra.store import ArtifactRef, ArtifactStore
-from infra.writer import ArtifactWriter
-from tasks.compress import compress_spec
-from tasks.engine_stage import engine_setup
-from tasks.sample import sample_spec
-from tasks.stage import (
+from bard_pipeline.infra.faults import InjectedFailureError, maybe_fail
+from bard_pipeline.infra.ray_runtime import RaySession
+from bard_pipeline.infra.store import ArtifactRef, ArtifactStore
+from bard_pipeline.infra.writer import ArtifactWriter
+from bard_pipeline.tasks.compress import compress_spec
+from bard_pipeline.tasks.engine_stage import engine_setup
+from bard_pipeline.tasks.sample import sample_spec
+from bard_pipeline.tasks.stage import (
     RunRecord,
     StageContext,
     StageNotSelectedError,

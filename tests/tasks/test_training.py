@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from bard_core.recipes import load_config
-from infra.store import ArtifactRef
-from tasks.models import ModelLocation
-from tasks.training import needed_training, rl_start
+from bard_pipeline.infra.store import ArtifactRef
+from bard_pipeline.tasks.models import ModelLocation
+from bard_pipeline.tasks.training import needed_training, rl_start
 
 BASE = ModelLocation("store:model/abc", None, "model/abc")
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bard_core.config import HFEngineConfig
 from bard_core.engine import ErrorKind, GenerationRequest, SamplingParams
-from infra.engines.hf import HFEngine, _StopAfterAnswer, answer_complete
+from bard_pipeline.infra.engines.hf import HFEngine, _StopAfterAnswer, answer_complete
 
 
 def _req(rid: str, content: str, n: int = 1, max_new: int = 24, temperature: float = 0.8) -> GenerationRequest:

@@ -8,8 +8,8 @@ import pytest
 
 from bard_core.config import OpenAIEngineConfig, PriceConfig
 from bard_core.engine import ErrorKind, GenerationRequest, SamplingParams, Usage
-from infra.engines.budget import BudgetLedger
-from infra.engines.openai import EngineUnavailableError, OpenAIEngine
+from bard_pipeline.infra.engines.budget import BudgetLedger
+from bard_pipeline.infra.engines.openai import EngineUnavailableError, OpenAIEngine
 from tests.conftest import free_port
 from tests.support.openai_server import FaultPlan, FaultServer
 

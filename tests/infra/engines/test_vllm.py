@@ -9,8 +9,8 @@ import pytest
 
 from bard_core.config import OpenAIEngineConfig, ResourcesConfig, VLLMEngineConfig
 from bard_core.engine import ErrorKind, GenerationRequest, SamplingParams
-from infra.engines import EngineRuntime, actor_options, build_engine
-from infra.engines.openai import OpenAIEngine
+from bard_pipeline.infra.engines import EngineRuntime, actor_options, build_engine
+from bard_pipeline.infra.engines.openai import OpenAIEngine
 
 pytestmark = pytest.mark.vllm
 
@@ -35,7 +35,7 @@ def test_offline_vllm_in_a_ray_actor_from_its_own_environment(vllm_python: Path,
     import ray
 
     from bard_core.config import RayConfig
-    from infra.ray_runtime import RaySession
+    from bard_pipeline.infra.ray_runtime import RaySession
 
     cfg = VLLMEngineConfig(model="toy", python=str(vllm_python), dtype="float32", max_model_len=256, enforce_eager=True)
     session = RaySession(RayConfig(num_cpus=2))

@@ -1,0 +1,172 @@
+"""OpenAI-compatible chat-completions engine: async, bounded concurrency, retries, usage, cost, budget.
+
+- Up to ``max_concurrency`` requests in flight per replica; streaming off.
+- 429, 5xx, timeouts and dropped connections are retried with exponential backoff and full jitter
+  (a server's ``Retry-After`` wins), at most ``max_retries`` times.
+- A prompt the server rejects as too long for the context is rejected per row (no retry).
+- Usage comes from the response; cost from the configured price table.
+- Every call draws from the stage's query budget first; when it is spent, the rest is not sent and is
+  recorded as such (never silently dropped).
+- Start-up checks the endpoint once with a short timeout, so an unreachable URL fails fast, naming the
+  URL (the API key is never put in a message).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+
+from bard_core.config import OpenAIEngineConfig
+from bard_core.engine import Completion, ErrorKind, GenerationRequest, GenerationResult, failed, refuse_prefix
+from bard_pipeline.infra.engines.budget import QueryBudget
+
+log = logging.getLogger(__name__)
+
+MAX_RETRY_AFTER_S = 600.0
+RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
+_CONTEXT_HINTS = ("context length", "context_length", "maximum context", "too long", "max_model_len")
+
+
+class EngineUnavailableError(ConnectionError):
+    """The endpoint could not be reached at start-up."""
+
+
+def _finish(reason: str | None) -> str:
+    return reason if reason in ("stop", "length") else "stop"
+
+
+class OpenAIEngine:
+    def __init__(self, cfg: OpenAIEngineConfig, budget: QueryBudget | None = None) -> None:
+        self.cfg = cfg
+        self.model = cfg.model
+        self.base_url = cfg.base_url.rstrip("/")
+        self.budget = budget
+        self.backend = f"openai-compatible endpoint {self.base_url}"
+        key = os.environ.get(cfg.api_key_env) if cfg.api_key_env else None
+        self._headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self._check_reachable()
+
+    def _timeout(self) -> httpx.Timeout:
+        return httpx.Timeout(self.cfg.timeout_s, connect=self.cfg.connect_timeout_s)
+
+    def _check_reachable(self) -> None:
+        url = f"{self.base_url}/models"
+        try:
+            httpx.get(url, headers=self._headers, timeout=httpx.Timeout(self.cfg.connect_timeout_s))
+        except httpx.HTTPError as exc:
+            raise EngineUnavailableError(
+                f"cannot reach the OpenAI-compatible endpoint {url} ({type(exc).__name__}); check engine.base_url "
+                "and that the server is up"
+            ) from None
+
+    def _price(self, prompt_tokens: float, completion_tokens: float) -> float:
+        price = self.cfg.price
+        if price is None:
+            return 0.0
+        return (prompt_tokens * price.prompt_usd_per_mtok + completion_tokens * price.completion_usd_per_mtok) / 1e6
+
+    def _worst_case_usd(self, request: GenerationRequest) -> float:
+        prompt_chars = sum(len(m["content"]) for m in request.messages)  # >= prompt tokens for real tokenizers
+        return self._price(prompt_chars, request.params.n * request.params.max_new_tokens)
+
+    def _backoff_s(self, attempt: int, retry_after: str | None) -> float:
+        if retry_after:
+            try:
+                return min(float(retry_after), MAX_RETRY_AFTER_S)  # the server knows best, within reason
+            except ValueError:
+                pass
+        return random.uniform(0, min(self.cfg.backoff_max_s, self.cfg.backoff_base_s * 2**attempt))
+
+    def _payload(self, request: GenerationRequest) -> dict[str, Any]:
+        p = request.params
+        return {
+            "model": self.cfg.model,
+            "messages": list(request.messages),
+            "n": p.n,
+            "temperature": p.temperature,
+            "top_p": p.top_p,
+            "max_tokens": p.max_new_tokens,
+            "seed": p.seed,
+            "stream": False,
+        }
+
+    async def _one(
+        self, client: httpx.AsyncClient, gate: asyncio.Semaphore, request: GenerationRequest
+    ) -> GenerationResult:
+        calls, last_problem = 0, ""
+        async with gate:
+            for attempt in range(self.cfg.max_retries + 1):
+                reserved = self._worst_case_usd(request)
+                if self.budget is not None and not self.budget.reserve(1, reserved):
+                    return failed(
+                        request.request_id, ErrorKind.BUDGET, "query budget exhausted: not sent", attempts=calls
+                    )
+                calls += 1
+                retry_after = None
+                try:
+                    response = await client.post(f"{self.base_url}/chat/completions", json=self._payload(request))
+                except (httpx.TimeoutException, httpx.TransportError) as exc:
+                    last_problem = type(exc).__name__
+                else:
+                    if response.status_code == 200:
+                        return self._parse(request, response.json(), calls, reserved)
+                    last_problem = f"HTTP {response.status_code}"
+                    retry_after = response.headers.get("retry-after")
+                    if response.status_code not in RETRYABLE_STATUS:
+                        if self.budget is not None:
+                            self.budget.settle(reserved, 0.0)
+                        return self._client_error(request, response, calls)
+                if self.budget is not None:
+                    self.budget.settle(reserved, 0.0)
+                if attempt < self.cfg.max_retries:
+                    await asyncio.sleep(self._backoff_s(attempt, retry_after))
+        message = f"gave up after {calls} calls to {self.base_url} (last: {last_problem})"
+        return failed(request.request_id, ErrorKind.ENGINE, message, attempts=calls)
+
+    def _client_error(self, request: GenerationRequest, response: httpx.Response, calls: int) -> GenerationResult:
+        detail = response.text[:300]
+        if response.status_code in (400, 413) and any(h in detail.lower() for h in _CONTEXT_HINTS):
+            return failed(
+                request.request_id,
+                ErrorKind.CONTEXT_LENGTH,
+                f"prompt longer than the model context: {detail}",
+                attempts=calls,
+            )
+        return failed(request.request_id, ErrorKind.ENGINE, f"HTTP {response.status_code}: {detail}", attempts=calls)
+
+    def _parse(self, request: GenerationRequest, body: dict[str, Any], calls: int, reserved: float) -> GenerationResult:
+        usage = body.get("usage") or {}
+        prompt_tokens = int(usage.get("prompt_tokens", 0))
+        completion_total = int(usage.get("completion_tokens", 0))
+        choices = sorted(body.get("choices", []), key=lambda c: c.get("index", 0))
+        # Servers report completion tokens for the whole request; spread them over the choices.
+        share = completion_total // max(len(choices), 1)
+        completions = tuple(
+            Completion((c.get("message") or {}).get("content") or "", _finish(c.get("finish_reason")), share)  # type: ignore[arg-type]
+            for c in choices
+        )
+        cost = self._price(prompt_tokens, completion_total)
+        if self.budget is not None:
+            self.budget.settle(reserved, cost)
+        return GenerationResult(request.request_id, completions, prompt_tokens, attempts=calls, cost_usd=cost)
+
+    async def _run(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        gate = asyncio.Semaphore(self.cfg.max_concurrency)
+        limits = httpx.Limits(max_connections=self.cfg.max_concurrency)
+        async with httpx.AsyncClient(headers=self._headers, timeout=self._timeout(), limits=limits) as client:
+            return list(await asyncio.gather(*(self._one(client, gate, r) for r in requests)))
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        # Chat completions cannot continue an assistant turn portably: refuse those requests, serve the rest.
+        served = [r for r in requests if not r.prefix]
+        done = iter(asyncio.run(self._run(served)) if served else [])  # in order: ids need not be unique
+        return [refuse_prefix(r, self.backend) if r.prefix else next(done) for r in requests]
+
+    def close(self) -> None:
+        return None
