@@ -6,8 +6,9 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from bard_core.answer_extraction import AnswerExtractor, compile_answer_pattern
 from bard_core.budget import BudgetSpec, FidelityShape
-from bard_core.config.base import EXECUTION, ResourcesConfig, SamplingConfig, Section
+from bard_core.config.base import EXECUTION, OMIT_DEFAULT, ResourcesConfig, SamplingConfig, Section
 from bard_core.config.engines import EngineConfig, OracleEngineConfig
 from bard_core.grading import GraderKind
 from bard_core.materialize import BudgetLabel, RLBudgets
@@ -159,6 +160,23 @@ class HFSourceConfig(_SourceBase):
     """Column holding the reference answer."""
     grader: GraderKind = GraderKind.MATH
     """How answers are graded."""
+    answer_extractor: AnswerExtractor | None = Field(default=None, json_schema_extra=OMIT_DEFAULT)
+    """Cut the reference answer out of `answer_field` at ingest: 'gsm8k' (the text after the last '####',
+    commas removed: openai/gsm8k stores the worked solution), 'boxed' (the last \\boxed{...}) or 'regex'
+    (group 1 of `answer_pattern`). A row it finds no answer in is rejected (answer_extraction_failed).
+    None: the column is the answer as it is."""
+    answer_pattern: str | None = Field(default=None, json_schema_extra=OMIT_DEFAULT)
+    """Regular expression of `answer_extractor: regex`; group 1 is the answer, e.g. 'The answer is (.+)'."""
+
+    @model_validator(mode="after")
+    def _extractor(self) -> HFSourceConfig:
+        if self.answer_extractor is AnswerExtractor.REGEX:
+            if self.answer_pattern is None:
+                raise ValueError("answer_extractor: regex needs answer_pattern (a regex whose group 1 is the answer)")
+            compile_answer_pattern(self.answer_pattern)
+        elif self.answer_pattern is not None:
+            raise ValueError("answer_pattern is only read by answer_extractor: regex; set that or remove the pattern")
+        return self
 
 
 SourceConfig = Annotated[

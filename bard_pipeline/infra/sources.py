@@ -7,9 +7,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import assert_never
 
+from bard_core.answer_extraction import REJECT_REASON, AnswerExtractionError, extract_answer
 from bard_core.config import BundledSourceConfig, FileSourceConfig, HFSourceConfig, SourceConfig, ToySourceConfig
 from bard_core.grading import GraderKind
-from bard_core.problems import FieldMap, ProblemFileError, RawRow, SourceRow, bundled, read_problem_file
+from bard_core.problems import BadRow, FieldMap, ProblemFileError, RawRow, SourceRow, bundled, read_problem_file
 from bard_core.toy.world import toy_rows
 
 
@@ -27,7 +28,7 @@ def _file(cfg: FileSourceConfig) -> Iterable[SourceRow]:
     return read_problem_file(Path(cfg.path), fields, f"file/{Path(cfg.path).name}", cfg.max_bad_row_share)
 
 
-def _hf(cfg: HFSourceConfig) -> Iterable[RawRow]:
+def _hf(cfg: HFSourceConfig) -> Iterable[SourceRow]:
     from datasets import load_dataset
 
     try:
@@ -48,7 +49,19 @@ def _hf(cfg: HFSourceConfig) -> Iterable[RawRow]:
     source = f"hf/{cfg.dataset}"
     for index, row in enumerate(dataset, start=1):
         problem_id = str(row[cfg.id_field]) if cfg.id_field else None
-        yield RawRow(source, index, problem_id, row[cfg.problem_field], row[cfg.answer_field])
+        answer = row[cfg.answer_field]
+        if cfg.answer_extractor is None:
+            yield RawRow(source, index, problem_id, row[cfg.problem_field], answer)
+            continue
+        try:
+            extracted = extract_answer(cfg.answer_extractor, answer, cfg.answer_pattern)
+        except AnswerExtractionError as exc:
+            yield BadRow(
+                source, index, REJECT_REASON, f"answer_extractor {cfg.answer_extractor.value}: {exc}", problem_id
+            )
+            continue
+        # The column's full text (gsm8k: the worked solution) stays with the problem, in its meta.
+        yield RawRow(source, index, problem_id, row[cfg.problem_field], extracted, {cfg.answer_field: str(answer)})
 
 
 def source_rows(cfg: SourceConfig) -> Iterable[SourceRow]:
