@@ -63,6 +63,12 @@ class VLLMEngineConfig(Section):
     the fingerprint: it says where vLLM runs, not what it generates."""
     engine_kwargs: dict[str, Any] = Field(default_factory=dict)
     """Extra keyword arguments for `vllm.LLM` (e.g. {swap_space: 8})."""
+    batches_in_flight: int = Field(default=4, ge=1, json_schema_extra=EXECUTION)
+    """Batches each replica works on at once. Above 1, one vLLM engine loop runs continuously in the replica
+    and every batch's requests join it as they arrive, so a new batch's prompts fill the slots that the
+    previous batch's short answers free (no idling on a batch's longest answer); results still return per
+    batch. 1: one blocking `LLM.generate` per batch. Not part of the fingerprint: requests are seeded one by
+    one, so this changes scheduling, not what is sampled."""
 
 
 class PriceConfig(Section):

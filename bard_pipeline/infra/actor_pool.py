@@ -9,7 +9,9 @@ persist shards while later ones are still generating.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -40,16 +42,18 @@ class BatchJob(Protocol):
 
 
 class JobActor:
-    """The Ray Data callable class: builds the job once, then serves batches."""
+    """The Ray Data callable class: builds the job once, then serves batches (several at once, on threads,
+    when the actor options ask for ``max_concurrency`` > 1: the job must then be thread-safe)."""
 
     def __init__(self, job_factory: Callable[[], BatchJob]) -> None:
         self.job = job_factory()
         self.ready_at = time.time()  # the pool's start-up ends when the first actor gets here
-        self.batches = 0
+        self._calls = itertools.count(1)  # next() is atomic, so concurrent batches number themselves
+        self._cpu_lock, self._cpu_counted = threading.Lock(), time.process_time()
 
     def __call__(self, batch: pa.Table) -> pa.Table:
-        self.batches += 1
-        maybe_kill_actor(self.batches)  # test-only fault switch (infra.faults)
+        number = next(self._calls)
+        maybe_kill_actor(number)  # test-only fault switch (infra.faults)
         cpu0 = time.process_time()
         rows = batch.to_pylist()
         outputs, usage = self.job.process(rows)
@@ -62,12 +66,20 @@ class JobActor:
             flat, schema=self.job.schema.append(pa.field(SHARD, pa.int32())).append(pa.field(ROW, pa.int32()))
         )
         # Usage rides on the first row of the batch (zeros elsewhere), so column sums are batch totals.
-        values = [*usage.as_dict().values(), time.process_time() - cpu0]
+        values = [*usage.as_dict().values(), self._cpu_since(cpu0)]
         for name, value in zip(USAGE_COLUMNS, values, strict=True):
             table = table.append_column(name, pa.array([value] + [0] * (table.num_rows - 1), pa.float64()))
         table = table.append_column(BACKEND, pa.array([self.job.backend] + [None] * (table.num_rows - 1), pa.string()))
-        ready = self.ready_at if self.batches == 1 else 0.0
+        ready = self.ready_at if number == 1 else 0.0
         return table.append_column(READY, pa.array([ready] + [0.0] * (table.num_rows - 1), pa.float64()))
+
+    def _cpu_since(self, cpu0: float) -> float:
+        """The process's CPU seconds from ``cpu0`` until now, less what an overlapping batch already counted
+        (the process clock is shared by the batches running at once; counted once, the sum stays true)."""
+        with self._cpu_lock:
+            now = time.process_time()
+            seconds, self._cpu_counted = now - max(cpu0, self._cpu_counted), now
+        return seconds
 
 
 def run_actor_pool(
@@ -86,7 +98,8 @@ def run_actor_pool(
     Output rows are keyed by (shard, input row): a batch that Ray re-executes after an actor died is
     counted once, so a shard is handed on complete, with no row missing and none twice. The progress bar
     (``bar_label``, default ``label``) counts the input rows whose outputs came back. A batch holds rows of
-    one ``group_by`` group only (see ``_blocks``).
+    one ``group_by`` group only (see ``_blocks``). ``actor_options`` with ``max_concurrency`` > 1 (an engine
+    that overlaps batches, e.g. vLLM's ``batches_in_flight``) run that many batches per actor at once.
     """
     import ray
     from ray.data import ActorPoolStrategy
@@ -96,10 +109,12 @@ def run_actor_pool(
     if not verbose():
         _quiet_ray_data()
     blocks, expected = _blocks(shards, batch_size, group_by)
+    # Ray Data runs one call per actor at a time unless told that the UDF may run on several threads.
+    concurrent = int(actor_options.get("max_concurrency", 1)) > 1
     dataset = ray.data.from_arrow(blocks).map_batches(
         JobActor,
         fn_constructor_kwargs={"job_factory": job_factory},
-        compute=ActorPoolStrategy(size=min(replicas, len(blocks))),
+        compute=ActorPoolStrategy(size=min(replicas, len(blocks)), enable_true_multi_threading=concurrent),
         batch_size=batch_size,
         batch_format="pyarrow",
         **actor_options,

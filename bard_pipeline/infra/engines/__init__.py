@@ -112,4 +112,6 @@ def actor_options(cfg: EngineConfig, resources: ResourcesConfig) -> dict[str, An
                 )
             runtime_env["py_executable"] = str(python.absolute())
         options["runtime_env"] = runtime_env
+        if cfg.batches_in_flight > 1:  # the actor pool then runs that many batches per replica at once
+            options["max_concurrency"] = cfg.batches_in_flight
     return options

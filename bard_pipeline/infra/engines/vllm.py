@@ -1,5 +1,13 @@
 """vLLM offline engine (`vllm.LLM`), one per Ray actor; tensor parallelism inside the actor.
 
+With ``batches_in_flight`` > 1 the engine is driven by one loop thread (``EngineLoop``) that steps vLLM's
+engine for as long as any request is unfinished; ``generate`` may be called from several threads at once
+(the actor pool runs that many batches concurrently per replica) and each call's requests join the running
+engine between two steps and return as one batch. So the engine never drains to a batch's longest answer
+before the next batch starts, and shard commit and resume, which work per batch, are unchanged. (vLLM's
+``AsyncLLM`` would do the same but needs its engine core in a spawned process, which a Ray actor cannot
+start; the loop steps the same in-process ``LLMEngine`` that ``LLM.generate`` steps.)
+
 Prompts are rendered with the model's chat template to token ids here, so that the context check is
 exact and no second BOS is added; a prompt that does not fit is rejected per request. Every request gets
 its own seed (derived from the stage seed and the request id), so equal prompts still sample differently
@@ -9,9 +17,12 @@ and reruns are reproducible.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import os
 import sys
+import threading
 from collections.abc import Sequence
+from concurrent.futures import Future
 from typing import Any
 
 from bard_core.config import VLLMEngineConfig
@@ -60,6 +71,9 @@ class VLLMEngine:
         import vllm
 
         self.backend = f"vllm {vllm.__version__} ({'cuda' if _has_cuda() else 'cpu'}, python {sys.executable})"
+        self._render_lock = threading.Lock()
+        # One engine loop per replica when batches overlap; None: one blocking LLM.generate per batch.
+        self.loop = EngineLoop(self.llm.llm_engine) if cfg.batches_in_flight > 1 else None
 
     def _prompt_ids(self, request: GenerationRequest) -> list[int]:
         ids = self.tokenizer.apply_chat_template(list(request.messages), add_generation_prompt=True, tokenize=True)
@@ -68,12 +82,14 @@ class VLLMEngine:
         return ids + (self.tokenizer.encode(request.prefix, add_special_tokens=False) if request.prefix else [])
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        """Results in request order; thread-safe when the engine loop runs (``batches_in_flight`` > 1)."""
         from vllm import SamplingParams
 
         results: dict[str, GenerationResult] = {}
         prompts, params, accepted = [], [], []
-        for request in requests:
-            ids = self._prompt_ids(request)
+        with self._render_lock:  # the tokenizer is shared by the concurrent batches
+            rendered = [(request, self._prompt_ids(request)) for request in requests]
+        for request, ids in rendered:
             room = self.context_tokens - len(ids)
             if room <= 0:
                 message = f"prompt has {len(ids)} tokens; the model's context is {self.context_tokens}"
@@ -92,7 +108,10 @@ class VLLMEngine:
             )
             accepted.append(request)
         if prompts:
-            outputs = self.llm.generate(prompts, params, use_tqdm=False)
+            if self.loop is not None:
+                outputs = [future.result() for future in self.loop.submit(prompts, params)]
+            else:
+                outputs = self.llm.generate(prompts, params, use_tqdm=False)
             for request, output in zip(accepted, outputs, strict=True):
                 completions = tuple(
                     Completion(o.text, "length" if o.finish_reason == "length" else "stop", len(o.token_ids))
@@ -104,7 +123,81 @@ class VLLMEngine:
         return [results[r.request_id] for r in requests]
 
     def close(self) -> None:
-        return None
+        if self.loop is not None:
+            self.loop.close()
+
+
+class EngineLoop:
+    """Steps one vLLM ``LLMEngine`` on a background thread while any request is unfinished; ``submit`` (from
+    any thread) queues requests that join the engine before its next step, and returns one future per request
+    that resolves to its final ``RequestOutput``.
+
+    Only the loop thread touches the engine (vLLM's engine is not thread-safe). A request vLLM refuses fails
+    its own future; an engine failure fails every outstanding future and every later ``submit``, so no batch
+    waits forever.
+    """
+
+    def __init__(self, engine: Any) -> None:
+        self._engine = engine
+        self._ids = itertools.count()  # our own request ids: equal ids from two batches must not collide
+        self._queued: list[tuple[str, dict[str, Any], Any, Future[Any]]] = []
+        self._running: dict[str, Future[Any]] = {}  # loop thread only
+        self._wake = threading.Condition()
+        self._stopping = False
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="vllm-engine-loop", daemon=True)
+        self._thread.start()
+
+    def submit(self, prompts: Sequence[dict[str, Any]], params: Sequence[Any]) -> list[Future[Any]]:
+        futures: list[Future[Any]] = [Future() for _ in prompts]
+        with self._wake:
+            if self._error is not None or self._stopping:
+                raise RuntimeError(f"the vLLM engine loop has stopped: {self._error or 'closed'}")
+            for prompt, param, future in zip(prompts, params, futures, strict=True):
+                self._queued.append((f"q{next(self._ids)}", prompt, param, future))
+            self._wake.notify()
+        return futures
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        with self._wake:
+            self._stopping = True
+            self._wake.notify()
+        self._thread.join(timeout_s)
+
+    def _run(self) -> None:
+        from vllm.sampling_params import RequestOutputKind
+
+        try:
+            while True:
+                with self._wake:
+                    while not (self._queued or self._running or self._stopping):
+                        self._wake.wait()
+                    if self._stopping:
+                        if self._queued or self._running:
+                            raise RuntimeError("the vLLM engine was closed with requests outstanding")
+                        return
+                    queued, self._queued = self._queued, []
+                for request_id, prompt, param, future in queued:
+                    param.output_kind = RequestOutputKind.FINAL_ONLY  # as LLM.generate: only the final output
+                    try:
+                        self._engine.add_request(request_id, prompt, param)
+                    except Exception as exc:  # a refused request fails its batch, not the engine
+                        future.set_exception(exc)
+                        continue
+                    self._running[request_id] = future
+                if self._running and not self._engine.has_unfinished_requests():
+                    # Stepping an idle engine would spin forever; say which requests it lost instead.
+                    raise RuntimeError(f"vLLM has no unfinished requests but {len(self._running)} never finished")
+                for output in self._engine.step():
+                    if output.finished and (future := self._running.pop(output.request_id, None)) is not None:
+                        future.set_result(output)
+        except BaseException as exc:
+            with self._wake:
+                self._error = exc
+                outstanding = [future for *_, future in self._queued] + list(self._running.values())
+                self._queued, self._running = [], {}
+            for future in outstanding:
+                future.set_exception(exc)
 
 
 def _has_cuda() -> bool:

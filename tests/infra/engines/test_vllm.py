@@ -37,7 +37,15 @@ def test_offline_vllm_in_a_ray_actor_from_its_own_environment(vllm_python: Path,
     from bard_core.config import RayConfig
     from bard_pipeline.infra.ray_runtime import RaySession
 
-    cfg = VLLMEngineConfig(model="toy", python=str(vllm_python), dtype="float32", max_model_len=256, enforce_eager=True)
+    # One blocking LLM.generate per batch (the overlapping engine loop is tested through the pool below).
+    cfg = VLLMEngineConfig(
+        model="toy",
+        python=str(vllm_python),
+        dtype="float32",
+        max_model_len=256,
+        enforce_eager=True,
+        batches_in_flight=1,
+    )
     session = RaySession(RayConfig(num_cpus=2))
     session.ensure()
     try:
@@ -57,6 +65,77 @@ def test_offline_vllm_in_a_ray_actor_from_its_own_environment(vllm_python: Path,
         session.shutdown()
     assert backend.startswith("vllm 0.") and str(vllm_python) in backend
     _check(results)
+
+
+def test_batches_overlap_in_one_engine_through_the_actor_pool(vllm_python: Path, toy_model_dir: Path) -> None:
+    """Three batches of one shard on one replica: the first asks for long answers, the other two for short
+    ones (and one prompt too long for the context). With overlapping batches the short ones come back while
+    the long one is still generating; one LLM.generate per batch would return them after it. The shard
+    still arrives whole, in row order, with every row's completions."""
+    import time
+
+    import pyarrow as pa
+
+    from bard_core.config import RayConfig
+    from bard_core.engine import Usage
+    from bard_pipeline.infra.actor_pool import run_actor_pool
+    from bard_pipeline.infra.ray_runtime import RaySession
+
+    cfg = VLLMEngineConfig(model="toy", python=str(vllm_python), dtype="float32", max_model_len=256, enforce_eager=True)
+    assert cfg.batches_in_flight > 1 and "batches_in_flight" not in cfg.fingerprint_dump()
+    schema = pa.schema([("tokens", pa.int64()), ("texts", pa.list_(pa.string())), ("error", pa.string()),
+                        ("done_at", pa.float64())])  # fmt: skip
+
+    class Job:  # defined here, so Ray pickles it by value into the vLLM environment
+        def __init__(self) -> None:
+            self.schema = schema
+            self.engine = build_engine(cfg, EngineRuntime(model_path=str(toy_model_dir)))
+            self.backend = self.engine.backend
+
+        def process(self, rows: list[dict]) -> tuple[list[list[dict]], Usage]:  # type: ignore[type-arg]
+            requests = [
+                GenerationRequest(
+                    f"r{row['i']}",
+                    [{"role": "user", "content": "word " * 400 if row["long_prompt"] else f"What is {row['i']} + 2?"}],
+                    SamplingParams(n=2, temperature=0.8, top_p=1.0, max_new_tokens=row["max_new_tokens"], seed=3),
+                )
+                for row in rows
+            ]
+            results = self.engine.generate(requests)
+            done_at = time.time()
+            out = [
+                [
+                    {
+                        "tokens": r.completion_tokens,
+                        "texts": [c.text for c in r.completions],
+                        "done_at": done_at,
+                        "error": r.error_kind.value if r.error_kind else None,
+                    }
+                ]
+                for r in results
+            ]
+            return out, Usage()
+
+    rows = [{"i": i, "max_new_tokens": 200 if i < 4 else 8, "long_prompt": i == 11} for i in range(12)]
+    shards: dict[int, pa.Table] = {}
+    session = RaySession(RayConfig(num_cpus=2))
+    session.ensure()
+    try:
+        options = actor_options(cfg, ResourcesConfig(cpus_per_replica=1.0))
+        assert options["max_concurrency"] == cfg.batches_in_flight
+        run_actor_pool(
+            {0: pa.Table.from_pylist(rows)}, Job, 1, 4, options, lambda i, t, u, b: shards.update({i: t}), "overlap"
+        )
+    finally:
+        session.shutdown()
+    out = shards[0].to_pylist()
+    assert len(out) == 12
+    long, short, rejected = out[:4], out[4:11], out[11]
+    assert rejected["error"] == "context_length" and not rejected["texts"]
+    assert all(r["error"] is None and len(r["texts"]) == 2 and 2 <= r["tokens"] <= 16 for r in short)
+    assert len({t for r in out for t in r["texts"]}) > 1
+    assert max(r["tokens"] for r in long) > 60, "the long batch must outlast the short ones, or this tests nothing"
+    assert max(r["done_at"] for r in short) < long[0]["done_at"], "short batches waited for the long batch"
 
 
 def test_vllm_serve_through_the_openai_engine(vllm_server: str) -> None:
