@@ -5,12 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import re
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
+
+import yaml
 
 from bard_core.budget import BudgetSpec, render_assistant, render_user
 from bard_core.prompting import PromptTemplate
@@ -182,9 +185,29 @@ def dataset_stats(
     }
 
 
+def card_front_matter(files: Sequence[str]) -> str:
+    """The card's YAML header in the Hub's dataset-card convention: one config per table family
+    (``sft_train.parquet`` -> config ``sft``, split ``train``), the first one the default. SFT records and RL
+    prompts have different columns, and ``datasets`` cannot hold two schemas in one config, so each family
+    is its own config: ``load_dataset(folder)`` gives the SFT splits, ``load_dataset(folder, "rl")`` the RL ones."""
+    configs: dict[str, list[dict[str, str]]] = {}
+    for name in files:
+        match = re.fullmatch(r"([a-z0-9]+)_(\w+)\.parquet", name)
+        if match:
+            configs.setdefault(match.group(1), []).append({"split": match.group(2), "path": name})
+    header = {
+        "configs": [
+            {"config_name": config, **({"default": True} if i == 0 else {}), "data_files": splits}
+            for i, (config, splits) in enumerate(configs.items())
+        ],
+        "tags": ["reasoning", "distillation", "budget-aware", "bard"],
+    }
+    return "---\n" + yaml.safe_dump(header, sort_keys=False) + "---\n"
+
+
 def dataset_card(stats: Mapping[str, Any], spec: BudgetSpec, files: Sequence[str], plot: str | None) -> str:
     lines = [
-        "# BARD dataset card",
+        card_front_matter(files) + "# BARD dataset card",
         "",
         f"- problems with at least one SFT record: **{stats['problems']}**",
         f"- budget tiers (student reasoning tokens): {list(spec.tiers_tokens)}; fidelity `{spec.shape.value}`, "
@@ -213,8 +236,8 @@ def dataset_card(stats: Mapping[str, Any], spec: BudgetSpec, files: Sequence[str
     lines += ["", "## Files", ""] + [f"- `{name}`" for name in files]
     lines += [
         "",
-        'Load with `datasets.load_dataset("parquet", data_files={"train": "sft_train.parquet", '
-        '"validation": "sft_validation.parquet"})`.',
+        "Load an exported folder (`bard artifacts export`) or its Hub repo with `datasets.load_dataset(FOLDER)` "
+        '(the SFT records: splits train and validation) and `datasets.load_dataset(FOLDER, "rl")` (the RL prompts).',
         "",
     ]
     return "\n".join(lines)
