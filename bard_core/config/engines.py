@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field
+from pydantic import Field, JsonValue, field_validator
 
-from bard_core.config.base import EXECUTION, Section
+from bard_core.config.base import EXECUTION, OMIT_DEFAULT, Section
 
 
 class OracleEngineConfig(Section):
@@ -78,6 +78,21 @@ class PriceConfig(Section):
     """Price of a million completion tokens, in US dollars."""
 
 
+# Request-body fields the OpenAI engine sets itself, with where each comes from: extra_body may not override
+# them (the query and dollar budgets count on n and max_tokens; the response parser needs stream off).
+ENGINE_BODY_FIELDS: dict[str, str] = {
+    "model": "engine.model",
+    "messages": "the stage's prompts",
+    "n": "the stage's sample count (e.g. sample.n_samples)",
+    "max_tokens": "sampling.max_new_tokens",
+    "max_completion_tokens": "sampling.max_new_tokens (sent as max_tokens)",
+    "temperature": "sampling.temperature",
+    "top_p": "sampling.top_p",
+    "seed": "sampling.seed",
+    "stream": "the engine (responses are read whole)",
+}
+
+
 class OpenAIEngineConfig(Section):
     kind: Literal["openai"] = "openai"
     """An OpenAI-compatible chat-completions endpoint (vLLM serve, SGLang, a hosted API)."""
@@ -106,6 +121,22 @@ class OpenAIEngineConfig(Section):
     """Hard spending budget for the stage (needs `price`); requests are reserved at their worst-case cost."""
     price: PriceConfig | None = None
     """Token prices, for the cost in manifests and the dollar budget."""
+    extra_body: dict[str, JsonValue] = Field(default={}, json_schema_extra=OMIT_DEFAULT)
+    """Extra JSON fields merged into every chat-completions request body, for what the endpoint takes beyond
+    the OpenAI API, e.g. {reasoning_effort: high} or, for `vllm serve`, {chat_template_kwargs:
+    {enable_thinking: true}}. It cannot set what the engine sets itself (model, messages, n, max_tokens, the
+    sampling parameters, stream). Part of the fingerprint when set: it changes what the teacher writes."""
+
+    @field_validator("extra_body")
+    @classmethod
+    def _engine_owns_its_fields(cls, value: dict[str, JsonValue]) -> dict[str, JsonValue]:
+        for key in value:
+            if key in ENGINE_BODY_FIELDS:
+                raise ValueError(
+                    f"extra_body may not set {key!r}: the engine sets it from {ENGINE_BODY_FIELDS[key]}; "
+                    f"remove {key!r} from engine.extra_body"
+                )
+        return value
 
 
 EngineConfig = Annotated[

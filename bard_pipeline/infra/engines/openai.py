@@ -5,6 +5,11 @@
   (a server's ``Retry-After`` wins), at most ``max_retries`` times.
 - A prompt the server rejects as too long for the context is rejected per row (no retry).
 - Usage comes from the response; cost from the configured price table.
+- Reasoning APIs (DeepSeek's reasoner, `vllm serve --reasoning-parser ...`) return the chain of thought in
+  ``message.reasoning_content`` or ``message.reasoning``, apart from the answer in ``content``: the engine puts
+  it back into the one assistant-turn format the pipeline parses (``budget.render_assistant``), so grading
+  finds the ``</think>`` it needs. A reply whose content already has a think block is kept as it is.
+- ``engine.extra_body`` is merged into each request body (the config refuses the fields the engine sets).
 - Every call draws from the stage's query budget first; when it is spent, the rest is not sent and is
   recorded as such (never silently dropped).
 - Start-up checks the endpoint once with a short timeout, so an unreachable URL fails fast, naming the
@@ -17,11 +22,12 @@ import asyncio
 import logging
 import os
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
 
+from bard_core.budget import THINK_OPEN, parse_think, render_assistant
 from bard_core.config import OpenAIEngineConfig
 from bard_core.engine import Completion, ErrorKind, GenerationRequest, GenerationResult, failed, refuse_prefix
 from bard_pipeline.infra.engines.budget import QueryBudget
@@ -37,8 +43,27 @@ class EngineUnavailableError(ConnectionError):
     """The endpoint could not be reached at start-up."""
 
 
+# Where reasoning APIs put the chain of thought: DeepSeek and older vLLM, then newer vLLM.
+REASONING_FIELDS = ("reasoning_content", "reasoning")
+
+
 def _finish(reason: str | None) -> str:
     return reason if reason in ("stop", "length") else "stop"
+
+
+def completion_text(message: Mapping[str, Any]) -> str:
+    """The assistant turn of one choice, with the reasoning a reasoning API returned apart put back in front
+    of the answer as a think block."""
+    content = message.get("content")
+    content = content if isinstance(content, str) else ""
+    reasoning = next((r for f in REASONING_FIELDS if isinstance(r := message.get(f), str) and r.strip()), None)
+    if reasoning is None or parse_think(content).reasoning is not None:
+        return content  # no separate reasoning, or a server that also left it inline: never doubled
+    if not content.strip():
+        # No answer after the reasoning: max_tokens ran out while thinking (finish "length") or the model
+        # stopped mid-thought. Left open, so it is judged as a run-on, not as a closed trace with no answer.
+        return f"{THINK_OPEN}\n{reasoning.strip()}"
+    return render_assistant(reasoning, content)
 
 
 class OpenAIEngine:
@@ -86,6 +111,7 @@ class OpenAIEngine:
     def _payload(self, request: GenerationRequest) -> dict[str, Any]:
         p = request.params
         return {
+            **self.cfg.extra_body,  # first, so the engine's own fields win (the config refuses clashes too)
             "model": self.cfg.model,
             "messages": list(request.messages),
             "n": p.n,
@@ -148,7 +174,7 @@ class OpenAIEngine:
         # Servers report completion tokens for the whole request; spread them over the choices.
         share = completion_total // max(len(choices), 1)
         completions = tuple(
-            Completion((c.get("message") or {}).get("content") or "", _finish(c.get("finish_reason")), share)  # type: ignore[arg-type]
+            Completion(completion_text(c.get("message") or {}), _finish(c.get("finish_reason")), share)  # type: ignore[arg-type]
             for c in choices
         )
         cost = self._price(prompt_tokens, completion_total)
