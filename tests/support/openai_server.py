@@ -1,7 +1,10 @@
 """An OpenAI-compatible HTTP server for tests that injects 429 / 500 / slow / context-length responses.
 
 Requests that are not faulted are answered by a canned completion, or proxied to a real upstream server
-(e.g. `vllm serve`) when one is given. It runs in a thread on 127.0.0.1 and counts what it saw.
+(e.g. `vllm serve`) when one is given. The canned completion comes in one of two shapes: ``inline`` (the
+think block inside ``content``, as a plain chat model writes it) or ``deepseek`` (DeepSeek's reasoner API:
+the chain of thought in ``message.reasoning_content``, the answer alone in ``content``). It runs in a thread
+on 127.0.0.1, counts what it saw and keeps the request bodies it received.
 """
 
 from __future__ import annotations
@@ -12,14 +15,16 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-CANNED = "<think>\nI add the numbers and check the sum.\n</think>\n\nThe answer is \\boxed{42}."
+CANNED_REASONING = "I add the numbers and check the sum."
+CANNED_ANSWER = "The answer is \\boxed{42}."
+CANNED = f"<think>\n{CANNED_REASONING}\n</think>\n\n{CANNED_ANSWER}"
 
 
 @dataclass
@@ -31,7 +36,9 @@ class FaultPlan:
     retry_after_s: float | None = None
     context_chars: int = 1_000_000  # prompts longer than this get a vLLM-style 400
     upstream: str | None = None
+    shape: Literal["inline", "deepseek"] = "inline"
     seed: int = 0
+    bodies: list[dict[str, Any]] = field(default_factory=list)  # every request body received, in order
     statuses: Counter[int] = field(default_factory=Counter)
     calls: int = 0
     max_in_flight: int = 0
@@ -55,6 +62,7 @@ def build_app(plan: FaultPlan) -> FastAPI:
     async def chat(request: Request) -> JSONResponse:
         body = await request.json()
         with lock:
+            plan.bodies.append(body)
             plan.calls += 1
             plan._in_flight += 1
             plan.max_in_flight = max(plan.max_in_flight, plan._in_flight)
@@ -79,11 +87,14 @@ def build_app(plan: FaultPlan) -> FastAPI:
                     upstream = await client.post(f"{plan.upstream}/chat/completions", json=body)
                 return answer(upstream.status_code, upstream.json())
             n = int(body.get("n", 1))
-            choices = [
-                {"index": i, "message": {"role": "assistant", "content": CANNED}, "finish_reason": "stop"}
-                for i in range(n)
-            ]
-            usage = {"prompt_tokens": chars // 4, "completion_tokens": 12 * n, "total_tokens": chars // 4 + 12 * n}
+            choices = [{"index": i, "message": _message(plan.shape), "finish_reason": "stop"} for i in range(n)]
+            usage: dict[str, Any] = {
+                "prompt_tokens": chars // 4,
+                "completion_tokens": 12 * n,
+                "total_tokens": chars // 4 + 12 * n,
+            }
+            if plan.shape == "deepseek":
+                usage["completion_tokens_details"] = {"reasoning_tokens": 8 * n}
             return answer(
                 200,
                 {"id": "x", "object": "chat.completion", "model": body["model"], "choices": choices, "usage": usage},
@@ -93,6 +104,12 @@ def build_app(plan: FaultPlan) -> FastAPI:
                 plan._in_flight -= 1
 
     return app
+
+
+def _message(shape: str) -> dict[str, Any]:
+    if shape == "deepseek":
+        return {"role": "assistant", "content": CANNED_ANSWER, "reasoning_content": CANNED_REASONING}
+    return {"role": "assistant", "content": CANNED}
 
 
 class FaultServer:
