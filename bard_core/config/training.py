@@ -26,10 +26,24 @@ RESERVED_TRL_KEYS = frozenset(
 def _check_trl(value: dict[str, Any]) -> dict[str, Any]:
     reserved = sorted(set(value) & RESERVED_TRL_KEYS)
     if reserved:
+        # report_to has a home of its own: the section field, which also names the run and keeps the logs.
+        hint = (
+            "; trackers go in the section's own report_to (e.g. report_to: [tensorboard])"
+            if "report_to" in reserved
+            else ""
+        )
         raise ValueError(
-            f"{reserved} are set by the pipeline (checkpoints, logging, devices, max_length_tokens); remove them"
+            f"{reserved} are set by the pipeline (checkpoints, logging, devices, max_length_tokens); remove them" + hint
         )
     return value
+
+
+class Tracker(str, Enum):
+    """Experiment trackers TRL reports the training curves to (``sft.report_to`` / ``rl.report_to``)."""
+
+    TENSORBOARD = "tensorboard"  # event files stored with the model (model/runs/), no account needed
+    MLFLOW = "mlflow"  # needs the mlflow package; MLFLOW_TRACKING_URI picks the server (default: files kept)
+    WANDB = "wandb"  # needs the wandb package and an account (WANDB_API_KEY), or WANDB_MODE=offline
 
 
 class RLInit(str, Enum):
@@ -73,12 +87,25 @@ class ProbeConfig(Section):
 
 
 class _TrainingStage(Section):
-    """What both training sections share: a `trl` dict of the trainer's own arguments, checked once here."""
+    """What both training sections share: a `trl` dict of the trainer's own arguments, checked once here,
+    and the trackers the training curves go to."""
+
+    report_to: tuple[Tracker, ...] = Field(default=(), json_schema_extra=OMIT_DEFAULT)
+    """Trackers of the live training curves, e.g. [tensorboard] (event files stored with the model under
+    model/runs/), mlflow, wandb; the run is named STAGE-FINGERPRINT, after the artifact. Empty: none. At
+    its default it is not part of the fingerprint."""
 
     @field_validator("trl", check_fields=False)
     @classmethod
     def _trl(cls, value: dict[str, Any]) -> dict[str, Any]:
         return _check_trl(value)
+
+    @field_validator("report_to")
+    @classmethod
+    def _trackers(cls, value: tuple[Tracker, ...]) -> tuple[Tracker, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"lists a tracker twice ({[t.value for t in value]}); name each once")
+        return value
 
 
 class SFTStageConfig(_TrainingStage):

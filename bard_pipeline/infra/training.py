@@ -9,8 +9,11 @@ worker or a retried stage resumes from the last checkpoint) and, on rank 0, repo
 from __future__ import annotations
 
 import difflib
+import importlib.util
 import json
 import logging
+import os
+import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
@@ -18,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bard_core.config import RLStageConfig, SFTStageConfig
-from bard_core.config.training import LoraConfig
+from bard_core.config.training import LoraConfig, Tracker
 from bard_core.precision import Precision, PrecisionChoice
 from bard_pipeline.infra.faults import train_kill_callback
 from bard_pipeline.infra.precision import training_precision
@@ -31,15 +34,47 @@ class TrainingConfigError(ValueError):
     """A `trl` section that TRL does not accept."""
 
 
+# Where a tracker's files go, under the trainer's output folder; `runs/` is what the Hub shows as training
+# metrics (the folder HF Trainer itself uses), and it is copied into the stored model folder.
+TRACKER_LOGS = "runs"
+
+# Tracker -> the packages that provide it (any one will do): transformers writes TensorBoard files with
+# torch.utils.tensorboard (needs `tensorboard`) or, without it, tensorboardX (which ray[train] brings).
+TRACKER_PACKAGES: dict[Tracker, tuple[str, ...]] = {
+    Tracker.TENSORBOARD: ("tensorboard", "tensorboardX"),
+    Tracker.MLFLOW: ("mlflow",),
+    Tracker.WANDB: ("wandb",),
+}
+
+
+def check_trackers(section: SFTStageConfig | RLStageConfig) -> None:
+    """Every tracker of ``report_to`` can be imported here; else the error names the package to install."""
+    name = "sft" if isinstance(section, SFTStageConfig) else "rl"
+    for tracker in section.report_to:
+        packages = TRACKER_PACKAGES[tracker]
+        if not any(importlib.util.find_spec(package) for package in packages):
+            raise TrainingConfigError(
+                f"{name}.report_to: {tracker.value} needs the {' or '.join(packages)} package, which is not "
+                f"installed in this environment; pip install {packages[0]}, or remove {tracker.value} from "
+                f"{name}.report_to"
+            )
+
+
 def trl_args(
-    section: SFTStageConfig | RLStageConfig, output_dir: str, use_cpu: bool, precision: PrecisionChoice
+    section: SFTStageConfig | RLStageConfig,
+    output_dir: str,
+    use_cpu: bool,
+    precision: PrecisionChoice,
+    run_name: str | None = None,
 ) -> Any:
     """The TRL config object for a stage section; unknown keys fail with the closest valid name.
 
     Mixed precision comes from ``precision`` (the recipe's own ``bf16``/``fp16`` win), never from TRL's
-    default of ``bf16=True``, which an AVX2-only CPU emulates far slower than fp32."""
+    default of ``bf16=True``, which an AVX2-only CPU emulates far slower than fp32. ``run_name`` names the
+    run in the trackers of ``report_to`` (the loops pass STAGE-FINGERPRINT, the artifact's name)."""
     import trl
 
+    check_trackers(section)
     cls = trl.SFTConfig if isinstance(section, SFTStageConfig) else trl.GRPOConfig
     name = "sft" if isinstance(section, SFTStageConfig) else "rl"
     valid = {f.name for f in fields(cls)}
@@ -50,7 +85,8 @@ def trl_args(
             raise TrainingConfigError(f"{name}.trl.{key} is not an argument of trl.{cls.__name__}{hint}")
     base: dict[str, Any] = {
         "output_dir": output_dir,
-        "report_to": "none",
+        "report_to": [tracker.value for tracker in section.report_to] or "none",
+        "run_name": run_name,
         "use_cpu": use_cpu,
         "save_strategy": "steps",
         "save_steps": section.resources.checkpoint_every_steps,
@@ -136,6 +172,41 @@ def _callbacks() -> list[Any]:
     return callbacks
 
 
+def route_tracker_logs(trainer: Any, run_name: str) -> Path:
+    """Point the trainer's trackers at ``<output_dir>/runs`` (TensorBoard files in ``runs/RUN_NAME``), so
+    ``keep_tracker_logs`` can store them with the model; returns that folder. A tracker with a server of
+    its own (MLFLOW_TRACKING_URI, a W&B account) still reports there: only its local default moves."""
+    from transformers.integrations import TensorBoardCallback
+
+    logs = Path(trainer.args.output_dir) / TRACKER_LOGS
+    trackers = set(trainer.args.report_to or [])
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, TensorBoardCallback):
+            # transformers' default is runs/<time>_<host>: name it after the artifact instead.
+            callback.logging_dir = str(logs / run_name)
+    # This process is the training worker of one run: its environment is the run's.
+    if Tracker.MLFLOW.value in trackers:
+        os.environ.setdefault("MLFLOW_TRACKING_URI", (logs / "mlruns").resolve().as_uri())
+    if Tracker.WANDB.value in trackers:
+        os.environ.setdefault("WANDB_DIR", str(logs))
+    return logs
+
+
+def keep_tracker_logs(trainer: Any, final: Path) -> None:
+    """Copy what the trackers wrote locally into the final model folder (``final/runs``), so the event
+    files are stored, exported and pushed with the model."""
+    logs = Path(trainer.args.output_dir) / TRACKER_LOGS
+    if logs.is_dir() and any(logs.iterdir()):
+        shutil.copytree(logs, final / TRACKER_LOGS, dirs_exist_ok=True)
+
+
+def _run_name() -> str:
+    """STAGE-FINGERPRINT: Ray Train's run name (``ray_train.fit``), the artifact the run is for."""
+    import ray.train
+
+    return str(ray.train.get_context().get_experiment_name())
+
+
 def _resume_dir() -> str | None:
     """The HF checkpoint inside Ray Train's latest checkpoint, when this run is resuming."""
     import ray.train
@@ -164,6 +235,7 @@ def _finish(trainer: Any, tokenizer: Any, extra: dict[str, Any]) -> None:
         final = Path(tmp) / "final"
         model.save_pretrained(str(final))
         tokenizer.save_pretrained(str(final))
+        keep_tracker_logs(trainer, final)
         (Path(tmp) / "FINAL").write_text("final model of the stage\n")
         ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp))
 
@@ -202,7 +274,8 @@ def sft_loop(config: dict[str, Any]) -> None:
     model, tokenizer = _setup(job, precision)
     rank = ray.train.get_context().get_world_rank()
     with tempfile.TemporaryDirectory(prefix=f"bard-sft-rank{rank}-") as out:
-        args = trl_args(job.section, out, not job.use_gpu, precision)
+        run_name = _run_name()
+        args = trl_args(job.section, out, not job.use_gpu, precision, run_name)
         store, columns = job.store(), ("prompt", "completion")
         train = _columns(job.train.read(store), columns)  # the driver's kept records: read, never re-filtered
         validation = _columns(job.validation.read(store), columns) if job.validation else []
@@ -214,6 +287,7 @@ def sft_loop(config: dict[str, Any]) -> None:
             processing_class=tokenizer,
             callbacks=_callbacks(),
         )
+        route_tracker_logs(trainer, run_name)
         resume = _resume_dir()
         result = trainer.train(resume_from_checkpoint=resume)
         evaluation = trainer.evaluate() if validation else {}
@@ -245,7 +319,8 @@ def rl_loop(config: dict[str, Any]) -> None:
     reward = BudgetReward(job.budget, HFTokenCounter(tokenizer), job.section.reward)
     rank = ray.train.get_context().get_world_rank()
     with tempfile.TemporaryDirectory(prefix=f"bard-rl-rank{rank}-") as out:
-        args = trl_args(job.section, out, not job.use_gpu, precision)
+        run_name = _run_name()
+        args = trl_args(job.section, out, not job.use_gpu, precision, run_name)
         # The prompts the driver drew and kept, in its order: read, never redrawn or re-filtered.
         train = _columns(job.train.read(job.store()), ("prompt", "answer", "budget_tokens", "grader", "meta"))
         trainer = GRPOTrainer(
@@ -256,6 +331,7 @@ def rl_loop(config: dict[str, Any]) -> None:
             processing_class=tokenizer,
             callbacks=_callbacks(),
         )
+        route_tracker_logs(trainer, run_name)
         resume = _resume_dir()
         result = trainer.train(resume_from_checkpoint=resume)
         _finish(

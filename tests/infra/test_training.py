@@ -147,3 +147,49 @@ def test_a_train_job_travels_whole_and_its_rows_are_read_before_commit(tmp_path:
     assert TrainJob.of(copy.loop_config(), RLStageConfig) is copy
     with pytest.raises(TypeError, match="SFTStageConfig training loop got TrainJob"):
         TrainJob.of(copy.loop_config(), SFTStageConfig)
+
+
+def test_tensorboard_curves_are_kept_with_the_model(toy_model_dir: Path, tmp_path: Path) -> None:
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM
+    from trl import SFTTrainer
+
+    from bard_pipeline.infra.training import keep_tracker_logs, route_tracker_logs
+    from tests.support.tfevents import read_scalars
+
+    tokenizer, records = _records(toy_model_dir)
+    section = SFTStageConfig(report_to=["tensorboard"], trl={"max_steps": 2, "logging_steps": 1})
+    args = trl_args(section, str(tmp_path / "out"), True, FP32, run_name="sft-0123abcd")
+    assert args.report_to == ["tensorboard"] and args.run_name == "sft-0123abcd"
+    trainer = SFTTrainer(
+        model=AutoModelForCausalLM.from_pretrained(toy_model_dir),
+        args=args,
+        train_dataset=Dataset.from_list([{"prompt": r["prompt"], "completion": r["completion"]} for r in records]),
+        processing_class=tokenizer,
+    )
+    route_tracker_logs(trainer, "sft-0123abcd")
+    trainer.train()
+    final = tmp_path / "final"  # what the loop stores as the artifact's model/ folder
+    final.mkdir()
+    keep_tracker_logs(trainer, final)
+
+    scalars = read_scalars(final / "runs" / "sft-0123abcd")
+    assert [step for step, _ in scalars["train/loss"]] == [1, 2]
+    assert all(loss > 0 for _, loss in scalars["train/loss"])
+
+
+def test_trackers_are_a_section_field_and_must_be_installed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import importlib.util
+
+    assert "report_to" not in SFTStageConfig().fingerprint_dump()  # old SFT/RL addresses hold
+    assert RLStageConfig(report_to=["tensorboard"]).fingerprint_dump()["report_to"] == ["tensorboard"]
+    with pytest.raises(ConfigError, match=r"trackers go in the section's own report_to"):
+        validate_config({"sft": {"trl": {"report_to": "wandb"}}}, "r.yaml")
+    with pytest.raises(ConfigError, match=r"rl\.report_to"):
+        validate_config({"rl": {"report_to": ["neptune"]}}, "r.yaml")
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a))
+    with pytest.raises(
+        TrainingConfigError, match=r"sft.report_to: mlflow needs the mlflow package.*pip install mlflow"
+    ):
+        trl_args(SFTStageConfig(report_to=["mlflow"]), str(tmp_path), True, FP32)
