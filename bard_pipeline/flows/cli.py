@@ -20,12 +20,13 @@ if TYPE_CHECKING:
 apply_defaults()  # before anything imports Prefect or Ray
 
 from bard_pipeline.flows.experiment_cli import register as register_experiment_commands  # noqa: E402
+from bard_pipeline.flows.push_cli import register as register_push_command  # noqa: E402
 from bard_pipeline.flows.recipes_cli import register as register_recipe_commands  # noqa: E402
 from bard_pipeline.flows.stack_cli import register as register_stack_commands  # noqa: E402
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Budget-aware reasoning distillation pipeline.")
 config_app = typer.Typer(no_args_is_help=True, help="Inspect resolved configs.")
-artifacts_app = typer.Typer(no_args_is_help=True, help="List, show, verify, export and remove artifacts.")
+artifacts_app = typer.Typer(no_args_is_help=True, help="List, show, verify, export, push and remove artifacts.")
 data_app = typer.Typer(no_args_is_help=True, help="Bundled benchmark and training files.")
 app.add_typer(config_app, name="config")
 app.add_typer(artifacts_app, name="artifacts")
@@ -324,6 +325,7 @@ def data_ls() -> None:
 register_stack_commands(app)
 register_experiment_commands(app)
 register_recipe_commands(app)
+register_push_command(artifacts_app, _store)
 
 if __name__ == "__main__":
     app()
