@@ -40,6 +40,20 @@ CASES: dict[str, tuple[list[str], set[str]]] = {
         {"data_first_s", "data_rerun_s", "data_rerun_ratio"},
     ),
 }
+# Second cases that need the vLLM environment (./bootstrap.sh vllm), run where vllm-marked tests run; the
+# last line must start with the first key.
+VLLM_CASES: dict[str, tuple[list[str], list[str]]] = {
+    "engine_throughput.py": (
+        ["--vllm-only", "--problems", "16", "--max-new-tokens", "32"],
+        [
+            "vllm_steady_ratio",
+            "vllm_steady_tok_s",
+            "vllm_direct_steady_tok_s",
+            "vllm_startup_s",
+            "vllm_direct_startup_s",
+        ],
+    ),
+}
 # Scripts another test already runs (and checks the last line of): running them twice would double CI time.
 ELSEWHERE = {"gpu_smoke.sh": "tests/benchmarks/test_gpu_smoke.py runs it with --cpu"}
 TIMEOUT_S = 600
@@ -52,7 +66,7 @@ def _scripts() -> list[str]:
 def test_every_benchmark_has_a_case() -> None:
     missing = sorted(set(_scripts()) - set(CASES) - set(ELSEWHERE))
     assert not missing, f"benchmarks without a case in {Path(__file__).name}: {missing}"
-    stale = sorted((set(CASES) | set(ELSEWHERE)) - set(_scripts()))
+    stale = sorted((set(CASES) | set(VLLM_CASES) | set(ELSEWHERE)) - set(_scripts()))
     assert not stale, f"cases for scripts that no longer exist: {stale}"
 
 
@@ -64,6 +78,20 @@ def test_benchmark_runs_at_its_smallest_size(script: str) -> None:
     if script not in CASES:
         pytest.fail(f"{script} has no case in {Path(__file__).name} (smallest-size arguments and expected keys)")
     args, keys = CASES[script]
+    _run(script, args, keys)
+
+
+@pytest.mark.slow
+@pytest.mark.vllm
+@pytest.mark.parametrize("script", sorted(VLLM_CASES))
+def test_vllm_benchmark_runs_at_its_smallest_size(script: str, vllm_python: Path) -> None:
+    args, keys = VLLM_CASES[script]
+    figures = _run(script, args, set(keys))
+    assert next(iter(figures)) == keys[0], f"{script}: the last line must start with {keys[0]}=: {figures}"
+    assert all(figures[key] > 0 for key in keys), figures
+
+
+def _run(script: str, args: list[str], keys: set[str]) -> dict[str, float]:
     # The script's own Prefect API and Ray runtime, never the test session's.
     env = {k: v for k, v in os.environ.items() if k not in {"PREFECT_API_URL", "RAY_ADDRESS"}}
     path = BENCHMARKS / script
@@ -72,3 +100,4 @@ def test_benchmark_runs_at_its_smallest_size(script: str) -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     figures = last_line_figures(result.stdout)
     assert keys <= set(figures), f"{script}: last line lacks {sorted(keys - set(figures))}: {figures}"
+    return figures

@@ -23,6 +23,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any
 
 from bard_core.config import VLLMEngineConfig
@@ -35,6 +36,16 @@ ACTOR_ENV = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_KVCACHE_SPACE": "2
 
 def request_seed(seed: int, request_id: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}|{request_id}".encode()).digest()[:4], "big") & 0x7FFFFFFF
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A batch ready for vLLM: prompts (token ids) with their sampling parameters, for the accepted requests."""
+
+    rejected: dict[str, GenerationResult]  # by request id: prompts that do not fit the context
+    prompts: list[dict[str, Any]]
+    params: list[Any]  # vllm.SamplingParams (vLLM is imported only inside the engine's environment)
+    accepted: list[GenerationRequest]
 
 
 class VLLMEngine:
@@ -81,23 +92,25 @@ class VLLMEngine:
         # A forced prefix is appended as tokens after the generation prompt: the model continues its turn.
         return ids + (self.tokenizer.encode(request.prefix, add_special_tokens=False) if request.prefix else [])
 
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
-        """Results in request order; thread-safe when the engine loop runs (``batches_in_flight`` > 1)."""
+    def render(self, requests: Sequence[GenerationRequest]) -> Rendered:
+        """Token ids and vLLM sampling parameters of the requests that fit the context; results for those that
+        do not. (The benchmark feeds the same rendering to `LLM.generate` directly.)"""
         from vllm import SamplingParams
 
-        results: dict[str, GenerationResult] = {}
-        prompts, params, accepted = [], [], []
+        rendered = Rendered({}, [], [], [])
         with self._render_lock:  # the tokenizer is shared by the concurrent batches
-            rendered = [(request, self._prompt_ids(request)) for request in requests]
-        for request, ids in rendered:
+            ids_of = [(request, self._prompt_ids(request)) for request in requests]
+        for request, ids in ids_of:
             room = self.context_tokens - len(ids)
             if room <= 0:
                 message = f"prompt has {len(ids)} tokens; the model's context is {self.context_tokens}"
-                results[request.request_id] = failed(request.request_id, ErrorKind.CONTEXT_LENGTH, message, len(ids), 1)
+                rendered.rejected[request.request_id] = failed(
+                    request.request_id, ErrorKind.CONTEXT_LENGTH, message, len(ids), 1
+                )
                 continue
             p = request.params
-            prompts.append({"prompt_token_ids": ids})
-            params.append(
+            rendered.prompts.append({"prompt_token_ids": ids})
+            rendered.params.append(
                 SamplingParams(
                     n=p.n,
                     temperature=p.temperature,
@@ -106,13 +119,19 @@ class VLLMEngine:
                     seed=request_seed(p.seed, request.request_id),
                 )
             )
-            accepted.append(request)
-        if prompts:
+            rendered.accepted.append(request)
+        return rendered
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        """Results in request order; thread-safe when the engine loop runs (``batches_in_flight`` > 1)."""
+        rendered = self.render(requests)
+        results = dict(rendered.rejected)
+        if rendered.prompts:
             if self.loop is not None:
-                outputs = [future.result() for future in self.loop.submit(prompts, params)]
+                outputs = [future.result() for future in self.loop.submit(rendered.prompts, rendered.params)]
             else:
-                outputs = self.llm.generate(prompts, params, use_tqdm=False)
-            for request, output in zip(accepted, outputs, strict=True):
+                outputs = self.llm.generate(rendered.prompts, rendered.params, use_tqdm=False)
+            for request, output in zip(rendered.accepted, outputs, strict=True):
                 completions = tuple(
                     Completion(o.text, "length" if o.finish_reason == "length" else "stop", len(o.token_ids))
                     for o in output.outputs
