@@ -104,6 +104,46 @@ class RayConfig(Section):
     temp_dir: str | None = None
     """Ray session directory for the local runtime (None: <system temp>/bard-ray). Keep the path short:
     Ray puts Unix sockets there."""
+    job_address: str | None = Field(default=None, json_schema_extra={**EXECUTION, **OMIT_DEFAULT})
+    """Ray Jobs API of a cluster (its dashboard, http://HEAD:8265; 'auto': $RAY_API_SERVER_ADDRESS, which the
+    compose and KubeRay work pools set). When set, the stages of `ray.job_stages` each run as a Ray Job there
+    (the way Ray recommends reaching a cluster from outside it: plain HTTP, no Ray Client, so the flow
+    runner's Python may differ from the cluster's); the others stay in the flow."""
+    job_stages: tuple[str, ...] = Field(
+        default=("sample", "compress", "sft", "rl", "evaluate"), json_schema_extra={**EXECUTION, **OMIT_DEFAULT}
+    )
+    """The stages submitted as Ray Jobs when `ray.job_address` is set (the heavy ones by default)."""
+    job_env_vars: tuple[str, ...] = Field(default=(), json_schema_extra={**EXECUTION, **OMIT_DEFAULT})
+    """Names of further environment variables the jobs get from the submitting process (e.g. an API key the
+    cluster lacks). Their values travel in the job's runtime env, which the cluster's dashboard shows, so
+    prefer credentials the cluster's nodes already hold (compose and KubeRay give them the store's)."""
+    job_upload_code: bool = Field(default=True, json_schema_extra={**EXECUTION, **OMIT_DEFAULT})
+    """Ship this checkout's bard_core and bard_pipeline with each job (runtime env `py_modules`), so the
+    cluster runs exactly the submitter's code; False relies on the packages installed in the cluster's image."""
+    job_timeout_s: float = Field(default=7 * 24 * 3600.0, gt=0, json_schema_extra={**EXECUTION, **OMIT_DEFAULT})
+    """How long a stage waits for its job before stopping it and failing."""
+
+    @field_validator("job_address")
+    @classmethod
+    def _jobs_api(cls, value: str | None) -> str | None:
+        if value is not None and value != "auto" and not value.startswith(("http://", "https://")):
+            raise ValueError(
+                f"{value!r} is not a Ray Jobs API address: use the head's dashboard, http://HEAD:8265, or 'auto' "
+                "(ray:// is Ray Client, which this field does not use; an in-cluster driver sets ray.address)"
+            )
+        return value.rstrip("/") if value else value
+
+    @field_validator("job_stages")
+    @classmethod
+    def _job_stages(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(value) - set(JOB_STAGES))
+        if unknown:
+            raise ValueError(f"stages {unknown} cannot run as Ray jobs; choose from {', '.join(JOB_STAGES)}")
+        return value
+
+
+JOB_STAGES = ("sample", "compress", "sft", "rl", "evaluate")
+"""The stages that can run as Ray Jobs (``RayConfig.job_stages``): those whose work runs on Ray."""
 
 
 class ResourcesConfig(ExecutionSection):
