@@ -5,6 +5,8 @@ input artifacts) and a ``build`` function that writes its files. ``execute`` tur
 ``ArtifactRef``: it skips the work when the fingerprint is already committed, records the outcome
 in the run manifest and publishes a summary to the Prefect UI. Config sections enter a spec as their
 ``fingerprint_dump``, so execution-only fields (marked in ``bard_core.config``) never reach a fingerprint.
+With ``ray.job_address`` set, the stages of ``ray.job_stages`` are built by a Ray Job on that cluster
+instead of in this process (``bard_pipeline.tasks.stage_job``); skipping and recording stay here.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from prefect.context import FlowRunContext, TaskRunContext
 from prefect.exceptions import MissingContextError
 from prefect.logging import get_run_logger
 
-from bard_core.config import RunConfig, Section
+from bard_core.config import RayConfig, RunConfig, Section
 from bard_core.fingerprint import fingerprint
 from bard_core.manifest import Manifest
 from bard_core.prompting import load_prompt
@@ -82,17 +84,29 @@ class StageContext:
     selected: frozenset[str] = frozenset(STAGES)
     reuse: Mapping[str, str] = field(default_factory=dict)  # stage -> artifact key from an earlier run
     until: str | None = None  # the last stage to run
+    records_run: bool = True  # False inside a Ray job (stage_job): the flow, not the job, keeps the run manifest
 
     def continues_after(self, stage: str) -> bool:
         return self.until is None or STAGES.index(self.until) > STAGES.index(stage)
 
-    def record(self, stage: str, ref: ArtifactRef, status: str, manifest: Manifest | None, wall_s: float) -> None:
+    def record(
+        self,
+        stage: str,
+        ref: ArtifactRef,
+        status: str,
+        manifest: Manifest | None,
+        wall_s: float,
+        extra: Mapping[str, Any] | None = None,
+    ) -> None:
+        if not self.records_run:
+            return
         self.run.stages[stage] = {
             "artifact": ref.key,
             "uri": self.store.uri(ref),
             "status": status,
             "wall_s": round(wall_s, 3),
             "rows": manifest.rows if manifest else {},
+            **(extra or {}),  # e.g. the Ray job that built it: ids, driver node, duration
         }
         self.store.write_run(self.run.run_id, self.run.as_dict())
 
@@ -158,6 +172,12 @@ def execute(ctx: StageContext, spec: StageSpec, build: Callable[[ArtifactWriter]
             f"stage {spec.name!r} is not in --stages and its artifact {ref.key} does not exist in {ctx.store.root}; "
             f"add {spec.name} to --stages, or pass --from-run with a run that produced it"
         )
+    if runs_as_job(ctx.cfg.ray, spec.name):
+        # Lazily: the job entrypoint imports the stage tasks, which import this module.
+        from bard_pipeline.tasks.stage_job import run_as_job
+
+        manifest, job = run_as_job(ctx, spec.name, ref)
+        return _finish(ctx, key, ref, "executed", manifest, t0, {"ray_job": job})
     log.info("%s: building %s", spec.name, ctx.store.uri(ref))
     maybe_fail(spec.name, shards_done=None)
     writer = ArtifactWriter(ctx.store, ref)
@@ -174,8 +194,22 @@ def execute(ctx: StageContext, spec: StageSpec, build: Callable[[ArtifactWriter]
     return _finish(ctx, spec.label or spec.name, ref, "executed", manifest, t0)
 
 
-def _finish(ctx: StageContext, stage: str, ref: ArtifactRef, status: str, manifest: Manifest, t0: float) -> ArtifactRef:
-    ctx.record(stage, ref, status, manifest, time.perf_counter() - t0)
+def runs_as_job(cfg: RayConfig, stage: str) -> bool:
+    """Whether ``stage`` is submitted as a Ray Job (``ray.job_address`` and ``ray.job_stages``); inside the job
+    the config has no job address, so the job runs the stage itself."""
+    return cfg.job_address is not None and stage in cfg.job_stages
+
+
+def _finish(
+    ctx: StageContext,
+    stage: str,
+    ref: ArtifactRef,
+    status: str,
+    manifest: Manifest,
+    t0: float,
+    extra: Mapping[str, Any] | None = None,
+) -> ArtifactRef:
+    ctx.record(stage, ref, status, manifest, time.perf_counter() - t0, extra)
     if FlowRunContext.get() or TaskRunContext.get():  # outside a run there is no UI to publish to
         create_markdown_artifact(
             key=re.sub(r"[^a-z0-9-]+", "-", f"{stage}-summary".lower()),  # Prefect's key alphabet
