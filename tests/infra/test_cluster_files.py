@@ -1,5 +1,5 @@
-"""Cluster files: the KubeRay RayCluster and the Prefect kubernetes job template render with a cluster's
-parameters and validate; the bucket script configures a real S3 API (moto) as production needs it."""
+"""Cluster files: the KubeRay RayCluster and RayJob and the Prefect kubernetes job template render with a
+cluster's parameters and validate; the bucket script configures a real S3 API (moto) as production needs it."""
 
 from __future__ import annotations
 
@@ -53,9 +53,26 @@ def test_the_prefect_job_template_is_a_valid_kubernetes_job(tmp_path: Path) -> N
     # Prefect fills the {{ placeholders }} per flow run; validate with values in their place.
     text = json.dumps(manifest).replace('"{{ command }}"', '["prefect", "flow-run", "execute"]')
     concrete = json.loads(text.replace("{{ namespace }}", "bard").replace("{{ image }}", "img:1"))
-    concrete = json.loads(json.dumps(concrete).replace("{{ ray_address }}", "ray://bard-head-svc:10001"))
+    concrete = json.loads(json.dumps(concrete).replace("{{ ray_job_address }}", "http://bard-head-svc:8265"))
     kubernetes_validate.validate(concrete, "1.33", strict=True)
     assert template["variables"]["properties"]["image"]["default"].endswith("bard-flow-runner:0.1.0")
+    # Stages reach the cluster as Ray Jobs through the head service's dashboard port, not Ray Client.
+    assert template["variables"]["properties"]["ray_job_address"]["default"] == "http://bard-head-svc:8265"
+    (container,) = manifest["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["RAY_API_SERVER_ADDRESS"] == "{{ ray_job_address }}" and "RAY_ADDRESS" not in env
+
+
+def test_the_rayjob_runs_a_flow_with_its_driver_in_the_raycluster(tmp_path: Path) -> None:
+    rendered = _render(tmp_path, "--recipe", "toy", "--store-root", "s3://bard-artifacts/toy")
+    job = yaml.safe_load(rendered["rayjob.rendered.yaml"].read_text())
+    cluster = yaml.safe_load(rendered["raycluster.rendered.yaml"].read_text())
+    assert (job["apiVersion"], job["kind"]) == ("ray.io/v1", "RayJob")
+    assert job["spec"]["clusterSelector"] == {"ray.io/cluster": cluster["metadata"]["name"]}
+    assert job["spec"]["entrypoint"] == "bard run toy ray.address=auto store.root=s3://bard-artifacts/toy"
+    (submitter,) = job["spec"]["submitterPodTemplate"]["spec"]["containers"]
+    assert submitter["image"].endswith("bard-flow-runner:0.1.0")  # it has the `ray` CLI (ray[default])
+    assert yaml.safe_load(job["spec"]["runtimeEnvYAML"])["env_vars"]["RAY_USAGE_STATS_ENABLED"] == "0"
 
 
 def test_bad_cluster_parameters_are_refused(tmp_path: Path) -> None:

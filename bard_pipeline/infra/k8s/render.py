@@ -1,11 +1,12 @@
-"""Fill the Kubernetes templates (KubeRay RayCluster, Prefect kubernetes work-pool job template) with a
-cluster's parameters, validating them; writes `<name>.rendered.<ext>` files to --out.
+"""Fill the Kubernetes templates (KubeRay RayCluster and RayJob, Prefect kubernetes work-pool job template)
+with a cluster's parameters, validating them; writes `<name>.rendered.<ext>` files to --out.
 
     python -m bard_pipeline.infra.k8s.render --image REGISTRY/bard-gpu-worker:TAG \
         --flow-runner-image REGISTRY/bard-flow-runner:TAG \
         --gpu-type NVIDIA-H100-80GB-HBM3 --gpus-per-worker 8 --max-gpu-workers 4 --s3-endpoint https://s3.example \
         --out build/k8s
     kubectl apply -f build/k8s/raycluster.rendered.yaml
+    kubectl create -f build/k8s/rayjob.rendered.yaml   # optional: one flow run as a RayJob, driver in-cluster
     prefect work-pool create bard-k8s --type kubernetes \
         --base-job-template build/k8s/prefect-base-job-template.rendered.json
 """
@@ -20,7 +21,7 @@ from string import Template
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-TEMPLATES = ("raycluster.yaml", "prefect-base-job-template.json")
+TEMPLATES = ("raycluster.yaml", "rayjob.yaml", "prefect-base-job-template.json")
 
 
 def parameters(args: argparse.Namespace) -> dict[str, str]:
@@ -34,6 +35,7 @@ def parameters(args: argparse.Namespace) -> dict[str, str]:
         "GPUS_PER_WORKER": str(args.gpus_per_worker), "MIN_GPU_WORKERS": str(args.min_gpu_workers),
         "MAX_GPU_WORKERS": str(args.max_gpu_workers), "CPUS_PER_WORKER": str(args.cpus_per_worker),
         "MEMORY_PER_WORKER": args.memory_per_worker, "S3_ENDPOINT": args.s3_endpoint, "S3_SECRET": args.s3_secret,
+        "RECIPE": args.recipe, "STORE_ROOT": args.store_root,
     }  # fmt: skip
 
 
@@ -60,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--memory-per-worker", default="512Gi")
     p.add_argument("--s3-endpoint", required=True, help="S3 API endpoint of the artifact store")
     p.add_argument("--s3-secret", default="bard-s3", help="Kubernetes secret with access-key-id/secret-access-key")
+    p.add_argument("--recipe", default="toy", help="recipe the RayJob runs (rayjob.yaml)")
+    p.add_argument("--store-root", default="s3://bard-artifacts/bard", help="store.root of the RayJob's run")
     p.add_argument("--cluster-name", default="bard")
     p.add_argument("--namespace", default="bard")
     p.add_argument("--out", type=Path, required=True)
