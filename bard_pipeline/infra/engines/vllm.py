@@ -5,8 +5,9 @@ engine for as long as any request is unfinished; ``generate`` may be called from
 (the actor pool runs that many batches concurrently per replica) and each call's requests join the running
 engine between two steps and return as one batch. So the engine never drains to a batch's longest answer
 before the next batch starts, and shard commit and resume, which work per batch, are unchanged. (vLLM's
-``AsyncLLM`` would do the same but needs its engine core in a spawned process, which a Ray actor cannot
-start; the loop steps the same in-process ``LLMEngine`` that ``LLM.generate`` steps.)
+``AsyncLLM`` would do the same, but vLLM 0.32 runs it only with the engine core in another process ("Running
+EngineCore in asyncio without multiprocessing is not currently supported"), which the actor avoids, see
+``ACTOR_ENV``; the loop steps the same in-process ``LLMEngine`` that ``LLM.generate`` steps.)
 
 Prompts are rendered with the model's chat template to token ids here, so that the context check is
 exact and no second BOS is added; a prompt that does not fit is rejected per request. Every request gets
@@ -205,7 +206,7 @@ class EngineLoop:
                         continue
                     self._running[request_id] = future
                 if self._running and not self._engine.has_unfinished_requests():
-                    # Stepping an idle engine would spin forever; say which requests it lost instead.
+                    # Stepping an idle engine would spin forever: fail the requests it lost instead.
                     raise RuntimeError(f"vLLM has no unfinished requests but {len(self._running)} never finished")
                 for output in self._engine.step():
                     if output.finished and (future := self._running.pop(output.request_id, None)) is not None:
