@@ -6,7 +6,7 @@
 # the flow-runner image (Ray needs one Python minor version across a cluster and its clients). No Prefect:
 # every vLLM that TRL supports caps fastapi below what Prefect 3.9 needs (see constraints-gpu.txt).
 #   docker build -f docker/gpu-worker.Dockerfile -t bard-gpu-worker .
-#   docker run --gpus all bard-gpu-worker ray start --address=HEAD:6379 --block
+#   docker run --gpus all -e RAY_HEAD_ADDRESS=HEAD:6379 bard-gpu-worker
 # Cannot be built on the CPU CI machine (no Docker daemon, no GPU): CI lints it and checks its pins.
 FROM nvidia/cuda:12.9.1-cudnn-runtime-ubuntu24.04
 
@@ -45,7 +45,8 @@ RUN python3.12 -m venv "$VIRTUAL_ENV" \
  && chown -R bard:bard /app
 
 USER 10001
-EXPOSE 6379 8265 10001
+EXPOSE 6379 8265
 HEALTHCHECK --interval=30s --timeout=10s --start-period=60s \
   CMD ["python", "-c", "import torch, vllm, ray, trl, bard_core; assert torch.cuda.is_available()"]
-CMD ["ray", "start", "--head", "--block", "--dashboard-host=0.0.0.0"]
+# A worker node: the head runs the flow-runner image (docker/compose.yaml, infra/k8s/raycluster.yaml).
+CMD ["bash", "-c", "ray start --address=\"${RAY_HEAD_ADDRESS:?set RAY_HEAD_ADDRESS=HOST:6379}\" --block"]

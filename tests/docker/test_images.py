@@ -133,6 +133,10 @@ def test_the_compose_stack_is_complete_and_closed() -> None:
     worker_env = services["prefect-worker"]["environment"]
     assert worker_env["RAY_API_SERVER_ADDRESS"] == "http://ray-head:8265" and "RAY_ADDRESS" not in worker_env
     assert "127.0.0.1:8265:8265" in services["ray-head"]["ports"]
+    # Job drivers run on the head and import the Prefect task code: the head runs the image that has Prefect.
+    assert services["ray-head"]["image"] == "bard-flow-runner:local"
+    assert services["ray-head"]["entrypoint"][:3] == ["ray", "start", "--head"]
+    assert services["ray-gpu-worker"]["image"] == "bard-gpu-worker:local"
 
 
 def test_prefect_yaml_deployments_point_at_our_flows() -> None:

@@ -42,6 +42,8 @@ def test_raycluster_renders_with_gpu_workers_that_autoscale(tmp_path: Path) -> N
     assert env["AWS_ENDPOINT_URL_S3"]["value"] == "https://s3.example.internal"
     assert "secretKeyRef" in env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]  # credentials from a secret only
     assert cluster["spec"]["rayVersion"] == "2.60.0"  # the Ray of constraints.txt
+    (head,) = cluster["spec"]["headGroupSpec"]["template"]["spec"]["containers"]
+    assert head["image"].endswith("bard-flow-runner:0.1.0")  # job drivers import Prefect, which the GPU image lacks
 
 
 def test_the_prefect_job_template_is_a_valid_kubernetes_job(tmp_path: Path) -> None:
