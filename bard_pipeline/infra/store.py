@@ -12,12 +12,15 @@ Physical file names carry their content hash, so a path never changes content: t
 same fingerprint cannot corrupt each other's files, and whichever manifest lands is consistent with
 the files it lists. Logical names (``problems.parquet``) live in the manifest; readers use those,
 and every read checks the sha256.
+
+Files move in chunks of ``chunk_bytes`` (``streams.py``): a checkpoint of any size is uploaded, downloaded
+and verified with memory bounded by the chunk, as an S3 multipart upload (one part per chunk) that appears
+only when complete. Readers of a notebook use ``bard_pipeline.api``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import re
@@ -26,13 +29,23 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, BinaryIO
 
 import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bard_core.manifest import MANIFEST_NAME, FileEntry, Manifest
+from bard_pipeline.infra.streams import (
+    DEFAULT_CHUNK_BYTES,
+    DigestMismatchError,
+    atomic_sink,
+    check_chunk_bytes,
+    copy_hashed,
+    part_bytes,
+    read_buffer,
+    write_chunks,
+)
 
 _HASH_CHARS = 16
 _SHARD = re.compile(r"^shards/(?P<table>[\w-]+)-(?P<index>\d{5})\.(?P<sha>[0-9a-f]{16})\.parquet$")
@@ -74,16 +87,24 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def table_to_parquet(table: pa.Table) -> bytes:
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression="zstd")
-    return buffer.getvalue()
+    sink = pa.BufferOutputStream()  # Arrow's own stream, not a Python file object (see streams.py)
+    pq.write_table(table, sink, compression="zstd")
+    data: bytes = sink.getvalue().to_pybytes()
+    return data
+
+
+S3_READ_TIMEOUT_S = 120
+"""How long a request may wait for the server's answer. s3fs's 15 s is too short for completing a
+multipart upload of many GB on S3-compatible servers that send nothing meanwhile (AWS sends keep-alive
+whitespace); a retried completion then fails, the first one having consumed the upload."""
 
 
 def storage_options(root: str, endpoint_url: str | None) -> dict[str, Any]:
     """fsspec options for a root. S3 credentials are left to botocore's own chain (env, profile)."""
     if root.startswith("s3://"):
         endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-        return {"client_kwargs": {"endpoint_url": endpoint}} if endpoint else {}
+        options: dict[str, Any] = {"config_kwargs": {"read_timeout": S3_READ_TIMEOUT_S}}
+        return {**options, "client_kwargs": {"endpoint_url": endpoint}} if endpoint else options
     return {}
 
 
@@ -94,11 +115,16 @@ def _absolute_root(root: str) -> str:
 
 
 class ArtifactStore:
-    """One API over local folders and S3 buckets (see module docstring for the layout)."""
+    """One API over local folders and S3 buckets (see module docstring for the layout).
 
-    def __init__(self, root: str, endpoint_url: str | None = None) -> None:
+    ``chunk_bytes`` is the piece size of every read and write (and the S3 part size, at least 5 MiB there):
+    what a transfer holds in memory, whatever the file size."""
+
+    def __init__(self, root: str, endpoint_url: str | None = None, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> None:
         self.root = _absolute_root(root)
         self.endpoint_url = endpoint_url
+        self.s3 = self.root.startswith("s3://")
+        self.chunk_bytes = check_chunk_bytes(chunk_bytes, self.s3)
         self.fs, base = fsspec.core.url_to_fs(self.root, **storage_options(self.root, endpoint_url))
         self._base = base.rstrip("/")
         if self.root.startswith("file://"):
@@ -118,19 +144,37 @@ class ArtifactStore:
     # ------------------------------------------------------------------ raw I/O
 
     def put_atomic(self, path: str, data: bytes) -> None:
-        """Write all-or-nothing: a temp file renamed into place locally; a single PUT on S3."""
-        if self.root.startswith("s3://"):
-            self.fs.pipe_file(path, data)
-            return
-        self.fs.makedirs(str(PurePosixPath(path).parent), exist_ok=True)
-        tmp = f"{path}.tmp-{uuid.uuid4().hex}"
-        with self.fs.open(tmp, "wb") as handle:
-            handle.write(data)
-        Path(tmp).replace(path)  # atomic on one filesystem
+        """Write all-or-nothing: a temp file renamed into place locally; on S3 one PUT, or a multipart upload
+        from one chunk up."""
+        with atomic_sink(self.fs, path, s3=self.s3, chunk_bytes=self.chunk_bytes) as sink:
+            write_chunks(sink, data, self.chunk_bytes)
+
+    def put_file(self, path: str, source: Path, sha256: str | None = None) -> tuple[str, int]:
+        """Stream a local file to ``path`` all-or-nothing, hashing on the way; returns (sha256, size).
+
+        With ``sha256`` given (the name was derived from it), a source that changed meanwhile is not
+        committed: the write is abandoned and ``DigestMismatchError`` raised."""
+        piece = part_bytes(self.chunk_bytes, source.stat().st_size)
+        with source.open("rb") as handle, atomic_sink(self.fs, path, s3=self.s3, chunk_bytes=piece) as sink:
+            digest, size = copy_hashed(handle, sink, piece)
+            if sha256 is not None and digest != sha256:
+                raise DigestMismatchError(
+                    f"{source} changed while it was being stored (sha256 {digest[:16]}…, expected "
+                    f"{sha256[:16]}…); nothing was written to {path}: store it again once it is complete"
+                )
+        return digest, size
 
     def cat(self, path: str) -> bytes:
+        """A whole (small) file: manifests, run records, documents. Large files stream (``open_read``)."""
         data: bytes = self.fs.cat_file(path)
         return data
+
+    def open_read(self, path: str) -> BinaryIO:
+        """A file opened for sequential chunked reads (on S3 one ranged GET per read, no read-ahead cache)."""
+        if self.s3:
+            handle: BinaryIO = self.fs.open(path, "rb", block_size=self.chunk_bytes, cache_type="none")
+            return handle
+        return Path(path).open("rb")  # the caller closes it
 
     # ------------------------------------------------------------------ artifacts
 
@@ -153,54 +197,86 @@ class ArtifactStore:
         return sorted(manifests, key=lambda m: m.created_at)
 
     def read_bytes(self, ref: ArtifactRef, entry: FileEntry) -> bytes:
-        path = self.path(ref, entry.path)
-        try:
-            data = self.cat(path)
-        except FileNotFoundError:
-            raise ChecksumMismatchError(
-                f"{self.uri(ref, entry.path)} is listed in the manifest but missing; the artifact is damaged: "
-                f"remove it (bard artifacts rm {ref.key}) and rerun its stage"
-            ) from None
-        digest = sha256_bytes(data)
-        if digest != entry.sha256:
-            raise ChecksumMismatchError(
-                f"{self.uri(ref, entry.path)}: sha256 {digest[:16]}… does not match the manifest's "
-                f"{entry.sha256[:16]}…; the file changed after commit. Remove the artifact "
-                f"(bard artifacts rm {ref.key}) and rerun its stage"
-            )
-        return data
+        """A small file's verified bytes (a report, a JSON log). Tables: ``read_table``; large files:
+        ``fetch_file``."""
+        return self.read_buffer(ref, entry).to_pybytes()
+
+    def read_buffer(self, ref: ArtifactRef, entry: FileEntry) -> pa.Buffer:
+        """A file read in chunks into Arrow-owned memory and verified against its manifest entry."""
+        with self._open_entry(ref, entry) as handle:
+            buffer, digest, size = read_buffer(handle, entry.bytes, self.chunk_bytes)
+        self._check(ref, entry, digest, size)
+        return buffer
 
     def read_file(self, ref: ArtifactRef, name: str) -> bytes:
         return self.read_bytes(ref, self.manifest(ref).file(name))
+
+    def read_parquet(self, ref: ArtifactRef, entry: FileEntry) -> pa.Table:
+        """One Parquet file, verified, parsed from Arrow memory (never from a Python file object: see
+        ``streams.py`` for the crash at exit that avoids)."""
+        return pq.read_table(pa.BufferReader(self.read_buffer(ref, entry)))
 
     def read_table(self, ref: ArtifactRef, name: str) -> pa.Table:
         """A table by logical name: one file (``problems.parquet``) or all shards of ``name``."""
         manifest = self.manifest(ref)
         shards = sorted((f for f in manifest.files if f.name.startswith(f"shards/{name}-")), key=lambda f: f.name)
         if shards:
-            tables = [pq.read_table(io.BytesIO(self.read_bytes(ref, f))).replace_schema_metadata(None) for f in shards]
+            tables = [self.read_parquet(ref, f).replace_schema_metadata(None) for f in shards]
             return pa.concat_tables(tables, promote_options="default")
-        return pq.read_table(io.BytesIO(self.read_bytes(ref, manifest.file(f"{name}.parquet"))))
+        return self.read_parquet(ref, manifest.file(f"{name}.parquet"))
+
+    def fetch_file(self, ref: ArtifactRef, entry: FileEntry, target: Path) -> Path:
+        """Stream one file to ``target`` (a temp name, renamed once verified: a damaged file never lands)."""
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f"{target.name}.tmp-{uuid.uuid4().hex}")
+        try:
+            with self._open_entry(ref, entry) as handle, tmp.open("wb") as sink:
+                digest, size = copy_hashed(handle, sink, self.chunk_bytes)
+            self._check(ref, entry, digest, size)
+            tmp.replace(target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return target
 
     def fetch_dir(self, ref: ArtifactRef, dest: Path, prefix: str = "") -> Path:
-        """Download (and verify) files under ``prefix`` to ``dest`` with their logical names."""
+        """Download (and verify) files under ``prefix`` to ``dest`` with their logical names, file to file."""
         for entry in self.manifest(ref).files:
-            if not entry.name.startswith(prefix):
-                continue
-            target = dest / entry.name[len(prefix) :].lstrip("/")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(self.read_bytes(ref, entry))
+            if entry.name.startswith(prefix):
+                self.fetch_file(ref, entry, dest / entry.name[len(prefix) :].lstrip("/"))
         return dest
 
     def verify(self, ref: ArtifactRef) -> list[str]:
-        """Problems with an artifact (empty when every listed file is present and intact)."""
+        """Problems with an artifact (empty when every listed file is present and intact); streams each file."""
         problems = []
         for entry in self.manifest(ref).files:
             try:
-                self.read_bytes(ref, entry)
+                with self._open_entry(ref, entry) as handle:
+                    digest = hashlib.sha256()
+                    size = 0
+                    while chunk := handle.read(self.chunk_bytes):
+                        digest.update(chunk)
+                        size += len(chunk)
+                self._check(ref, entry, digest.hexdigest(), size)
             except ChecksumMismatchError as exc:
                 problems.append(str(exc))
         return problems
+
+    def _open_entry(self, ref: ArtifactRef, entry: FileEntry) -> BinaryIO:
+        try:
+            return self.open_read(self.path(ref, entry.path))
+        except FileNotFoundError:
+            raise ChecksumMismatchError(
+                f"{self.uri(ref, entry.path)} is listed in the manifest but missing; the artifact is damaged: "
+                f"remove it (bard artifacts rm {ref.key}) and rerun its stage"
+            ) from None
+
+    def _check(self, ref: ArtifactRef, entry: FileEntry, digest: str, size: int) -> None:
+        if digest != entry.sha256 or size != entry.bytes:
+            raise ChecksumMismatchError(
+                f"{self.uri(ref, entry.path)}: sha256 {digest[:16]}… ({size} bytes) does not match the "
+                f"manifest's {entry.sha256[:16]}… ({entry.bytes} bytes); the file changed after commit. Remove "
+                f"the artifact (bard artifacts rm {ref.key}) and rerun its stage"
+            )
 
     def remove(self, ref: ArtifactRef) -> None:
         """Delete an artifact: the manifest first, so it stops existing before its files go."""

@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 
 from bard_core.manifest import MANIFEST_NAME, FileEntry, Manifest
 from bard_pipeline.infra.store import ArtifactRef, physical_name, sha256_bytes, table_to_parquet, utc_now
+from bard_pipeline.infra.streams import file_digest, read_buffer
 
 if TYPE_CHECKING:
     from bard_pipeline.infra.store import ArtifactStore
@@ -108,9 +109,18 @@ class ArtifactWriter:
     def write_json(self, name: str, value: Any) -> FileEntry:
         return self.write_bytes(name, json.dumps(value, indent=2, sort_keys=True).encode())
 
+    def write_file(self, name: str, source: Path) -> FileEntry:
+        """A local file (a checkpoint shard, a model's weights), streamed: never whole in memory."""
+        digest, _ = file_digest(source, self.store.chunk_bytes)  # the name needs the hash before the upload
+        path = physical_name(name, digest)
+        _, size = self.store.put_file(self.store.path(self.ref, path), source, sha256=digest)
+        entry = FileEntry(name=name, path=path, sha256=digest, bytes=size)
+        self.files[name] = entry
+        return entry
+
     def write_dir(self, prefix: str, local_dir: Path) -> None:
         for path in sorted(p for p in local_dir.rglob("*") if p.is_file()):
-            self.write_bytes(f"{prefix}/{path.relative_to(local_dir).as_posix()}", path.read_bytes())
+            self.write_file(f"{prefix}/{path.relative_to(local_dir).as_posix()}", path)
 
     def write_shard(
         self, table_name: str, index: int, table: pa.Table, usage: dict[str, float] | None = None, backend: str = ""
@@ -127,7 +137,7 @@ class ArtifactWriter:
         entries = sorted(
             (e for e in self.files.values() if e.rows is not None and table_name(e.name) == name), key=lambda e: e.name
         )
-        tables = [pq.read_table(pa.BufferReader(self.store.read_bytes(self.ref, e))) for e in entries]
+        tables = [self.store.read_parquet(self.ref, e) for e in entries]
         return pa.concat_tables([t.replace_schema_metadata(None) for t in tables]) if tables else schema.empty_table()
 
     def resume_shards(self, table_name: str) -> dict[int, FileEntry]:
@@ -136,11 +146,13 @@ class ArtifactWriter:
         for table, index, path in self.store.shard_files(self.ref):
             if table != table_name or index in found:
                 continue
-            data = self.store.cat(self.store.path(self.ref, path))
-            digest = sha256_bytes(data)
+            full = self.store.path(self.ref, path)
+            with self.store.open_read(full) as handle:
+                size = self.store.fs.size(full)
+                data, digest, _ = read_buffer(handle, size, self.store.chunk_bytes)
             if not path.endswith(f".{digest[:16]}.parquet"):
                 continue  # a damaged leftover: redo the shard
-            parquet = pq.ParquetFile(pa.BufferReader(data))
+            parquet = pq.ParquetFile(pa.BufferReader(data))  # Arrow memory, not a Python file (streams.py)
             num_rows = parquet.metadata.num_rows
             metadata = parquet.schema_arrow.metadata or {}
             if metadata.get(BACKEND_KEY):
@@ -149,7 +161,7 @@ class ArtifactWriter:
             for key, value in usage.items():
                 self.resumed_usage[key] = self.resumed_usage.get(key, 0.0) + value
             name = f"shards/{table}-{index:05d}.parquet"
-            entry = FileEntry(name=name, path=path, sha256=digest, bytes=len(data), rows=num_rows)
+            entry = FileEntry(name=name, path=path, sha256=digest, bytes=size, rows=num_rows)
             self.files[entry.name] = entry
             found[index] = entry
         return found
