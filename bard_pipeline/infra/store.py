@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
-from typing import Any, BinaryIO
+from typing import Any
 
 import fsspec
 import pyarrow as pa
@@ -39,6 +39,7 @@ from bard_core.manifest import MANIFEST_NAME, FileEntry, Manifest
 from bard_pipeline.infra.streams import (
     DEFAULT_CHUNK_BYTES,
     DigestMismatchError,
+    ReadStream,
     atomic_sink,
     check_chunk_bytes,
     copy_hashed,
@@ -169,10 +170,10 @@ class ArtifactStore:
         data: bytes = self.fs.cat_file(path)
         return data
 
-    def open_read(self, path: str) -> BinaryIO:
+    def open_read(self, path: str) -> ReadStream:
         """A file opened for sequential chunked reads (on S3 one ranged GET per read, no read-ahead cache)."""
         if self.s3:
-            handle: BinaryIO = self.fs.open(path, "rb", block_size=self.chunk_bytes, cache_type="none")
+            handle: ReadStream = self.fs.open(path, "rb", block_size=self.chunk_bytes, cache_type="none")
             return handle
         return Path(path).open("rb")  # the caller closes it
 
@@ -199,7 +200,8 @@ class ArtifactStore:
     def read_bytes(self, ref: ArtifactRef, entry: FileEntry) -> bytes:
         """A small file's verified bytes (a report, a JSON log). Tables: ``read_table``; large files:
         ``fetch_file``."""
-        return self.read_buffer(ref, entry).to_pybytes()
+        data: bytes = self.read_buffer(ref, entry).to_pybytes()
+        return data
 
     def read_buffer(self, ref: ArtifactRef, entry: FileEntry) -> pa.Buffer:
         """A file read in chunks into Arrow-owned memory and verified against its manifest entry."""
@@ -261,7 +263,7 @@ class ArtifactStore:
                 problems.append(str(exc))
         return problems
 
-    def _open_entry(self, ref: ArtifactRef, entry: FileEntry) -> BinaryIO:
+    def _open_entry(self, ref: ArtifactRef, entry: FileEntry) -> ReadStream:
         try:
             return self.open_read(self.path(ref, entry.path))
         except FileNotFoundError:

@@ -20,7 +20,8 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from types import TracebackType
+from typing import Any, Protocol, Self
 
 import pyarrow as pa
 
@@ -36,6 +37,15 @@ class Readable(Protocol):
 
 class ReadableInto(Readable, Protocol):
     def readinto(self, buffer: memoryview, /) -> int | None: ...
+
+
+class ReadStream(ReadableInto, Protocol):
+    """A file opened for reading, local or S3: chunked reads, used as a context manager."""
+
+    def __enter__(self) -> Self: ...
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None, /
+    ) -> None: ...
 
 
 class Writable(Protocol):
