@@ -285,10 +285,6 @@ def report(
     recipe: RecipeOpt = None,
 ) -> None:
     """Print an evaluation report (markdown) and write its self-contained HTML; --compare shows two side by side."""
-    import io
-
-    import pyarrow.parquet as pq
-
     from bard_core.report import render_comparison
 
     st = _store(store, recipe)
@@ -296,7 +292,10 @@ def report(
     out.mkdir(parents=True, exist_ok=True)
     if compare:
         second = _evaluation(st, compare)
-        tables = [pq.read_table(io.BytesIO(_file(st, r, "metrics.parquet"))).to_pylist() for r in (first, second)]
+        try:  # read_table parses from Arrow memory: pyarrow aborted at exit after parsing an io.BytesIO
+            tables = [st.read_table(r, "metrics").to_pylist() for r in (first, second)]
+        except KeyError as exc:
+            _fail(str(exc.args[0]))
         names = (first.fingerprint[:8], second.fingerprint[:8])
         markdown, page = render_comparison(names, tables[0], tables[1])
         path = out / f"compare-{names[0]}-{names[1]}.html"
