@@ -38,8 +38,8 @@ if TYPE_CHECKING:
 __all__ = ["ArtifactRef", "ArtifactStore", "fetch", "list_artifacts", "manifest", "open_store", "read_table", "run"]
 
 StoreLike = ArtifactStore | str | Path | None
-"""A store, a store URL (``file://PATH``, ``s3://BUCKET/PREFIX``), a recipe (name or YAML file), or None
-(the default store, ``file://.bard/store``)."""
+"""A store, a store URL (``file://PATH``, ``s3://BUCKET/PREFIX``), a store folder, a recipe (name or YAML
+file), or None (the default store, ``file://.bard/store``)."""
 
 
 def run(
@@ -94,12 +94,14 @@ def open_store(
     >>> api.open_store("toy")                           # the store the toy recipe writes to
     >>> api.open_store("configs/smoke.yaml")            # a recipe file
     >>> api.open_store("s3://my-bucket/bard", endpoint_url="http://127.0.0.1:9000")
-    >>> api.open_store("file:///data/bard-store")
+    >>> api.open_store("file:///data/bard-store")       # or the folder itself: ".bard/store"
 
     ``endpoint_url`` (an S3-compatible server) applies to a URL; a recipe brings its own. ``chunk_bytes`` is
     the piece size of transfers, what one holds in memory (at least 5 MiB on S3)."""
     if isinstance(source, ArtifactStore):
         return source
+    if source is not None and Path(source).is_dir():  # a folder is never a recipe (those are YAML files)
+        source = f"file://{Path(source).resolve()}"
     if source is None or str(source).startswith(("file://", "s3://")):
         from bard_core.config import StoreConfig
 

@@ -73,6 +73,7 @@ def test_open_store_takes_a_url_a_recipe_or_nothing(tmp_path: Path, monkeypatch:
     monkeypatch.chdir(tmp_path)
     assert api.open_store().root == f"file://{tmp_path}/.bard/store"
     assert api.open_store(f"file://{tmp_path}/other/").root == f"file://{tmp_path}/other"
+    assert api.open_store("other").root == f"file://{tmp_path}/other"  # a folder (created just above)
     assert api.open_store(SMOKE).root == f"file://{tmp_path}/.bard/store"  # the smoke recipe's default root
     store = api.open_store(f"file://{tmp_path}/x", chunk_bytes=2**20)
     assert api.open_store(store) is store and store.chunk_bytes == 2**20
