@@ -25,9 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from bard_core.budget import BudgetSpec
 from bard_core.config import RLStageConfig, SFTStageConfig
 from bard_core.manifest import FileEntry
@@ -67,8 +64,7 @@ class TrainRows:
     entry: FileEntry
 
     def read(self, store: ArtifactStore) -> list[dict[str, Any]]:
-        data = store.read_bytes(self.artifact, self.entry)
-        return list(pq.read_table(pa.BufferReader(data)).to_pylist())
+        return list(store.read_parquet(self.artifact, self.entry).to_pylist())
 
 
 @dataclass(frozen=True)
