@@ -1,10 +1,13 @@
 """A stage as a Ray Job: the typed spec the flow submits, and the entrypoint the cluster runs.
 
 With ``ray.job_address`` set, ``stage.execute`` hands each stage of ``ray.job_stages`` that is not yet
-committed to ``run_as_job``: it writes a ``StageJobSpec`` (the run's config, the stage, its input artifacts
-and models, the artifact it must commit) as the job's spec file and submits
+committed to ``run_as_job``: it serializes a ``StageJobSpec`` (the run's config, the stage, its input
+artifacts and models, the artifact it must commit) into the job's ``$BARD_STAGE_JOB`` and submits
 
-    python -m bard_pipeline.tasks.stage_job stage-job.json
+    python -m bard_pipeline.tasks.stage_job
+
+(an environment variable, not a file in the job's working dir: Ray may clean a working-dir package up while
+a long job still runs).
 
 The job joins the cluster (``ray.address=auto``), calls the stage's own task body with the same arguments,
 so the same code writes and commits the artifact to the store, and exits. The flow's task then reads the
