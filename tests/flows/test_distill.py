@@ -30,7 +30,8 @@ def test_smoke_run_materializes_a_loadable_dataset_then_skips_everything(tmp_pat
     assert set(manifest.stats["tiers"]) == {"16", "32", "64", "128"}
     assert all(t["valid"] > 0 for t in manifest.stats["tiers"].values())
     export = store.fetch_dir(dataset, tmp_path / "export")
-    assert (export / "README.md").read_text().startswith("# BARD dataset card")
+    card = (export / "README.md").read_text()
+    assert card.startswith("---\nconfigs:") and "\n# BARD dataset card" in card  # Hub metadata, then the card
 
     import datasets
 
