@@ -38,6 +38,7 @@ from bard_core.evaluation import (
     in_request_order,
     summarize,
 )
+from bard_core.manifest import Manifest
 from bard_core.plots import evaluation_plots
 from bard_core.problems import ProblemCollector
 from bard_core.prompting import load_prompt
@@ -241,6 +242,12 @@ def _write_report(
     writer.write_bytes("report.md", render_markdown(title, metrics, facts).encode("utf-8"))
     entry = writer.files["report.html"]
     return ctx.store.uri(writer.ref, entry.path)
+
+
+def publish_job_result(ctx: StageContext, ref: ArtifactRef, manifest: Manifest) -> None:
+    """The metrics table and the report link in the Prefect UI when a Ray Job evaluated (the job has no flow
+    run to publish to): rebuilt on the flow side from the manifest's stats."""
+    _publish(manifest.stats["metrics"], manifest.stats["report"], ctx.cfg.name)
 
 
 def _publish(metrics: list[dict[str, Any]], report_uri: str, run_name: str) -> None:

@@ -201,7 +201,13 @@ def run_as_job(ctx: StageContext, stage: str, ref: ArtifactRef) -> tuple[Manifes
             f"Ray job {outcome.submission_id} succeeded but {ref.key} is not committed in {ctx.store.root}: the job "
             "wrote elsewhere; give the cluster and the flow the same store (an s3:// root, or a folder both see)"
         )
-    return ctx.store.manifest(ref), outcome.as_record()
+    manifest = ctx.store.manifest(ref)
+    # Prefect artifacts (probe tables, evaluation metrics) need a flow run, which the job has not: a stage
+    # module that publishes some rebuilds them here from what the job committed.
+    publish = getattr(importlib.import_module(TASKS[stage][0]), "publish_job_result", None)
+    if publish is not None:
+        publish(ctx, ref, manifest)
+    return manifest, outcome.as_record()
 
 
 def job_address(configured: str | None, environ: Mapping[str, str] | None = None) -> str:

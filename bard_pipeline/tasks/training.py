@@ -24,6 +24,7 @@ from prefect.context import FlowRunContext
 from bard_core import schemas
 from bard_core.budget import BudgetSpec
 from bard_core.config import RLInit, RLStageConfig, RunConfig, SFTStageConfig
+from bard_core.manifest import Manifest
 from bard_core.plots import budget_following_plot
 from bard_core.training_data import draw_rl_prompts, split_overlength
 from bard_pipeline.infra.local_cache import STORE_SCHEME, resolve_location
@@ -152,6 +153,13 @@ def _probe(
         writer.write_bytes("budget_following.png", plot.read_bytes())
     _publish(writer.ref, summaries)
     return summaries
+
+
+def publish_job_result(ctx: StageContext, ref: ArtifactRef, manifest: Manifest) -> None:
+    """The probe table in the Prefect UI when a Ray Job trained (the job has no flow run to publish to):
+    rebuilt on the flow side from the summaries the manifest stores."""
+    if manifest.stats.get("probe"):
+        _publish(ref, manifest.stats["probe"])
 
 
 def _publish(ref: ArtifactRef, summaries: Mapping[str, Any]) -> None:

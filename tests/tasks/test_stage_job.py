@@ -94,3 +94,36 @@ def test_the_entrypoint_names_a_missing_or_invalid_spec(
         main([])
     err = capsys.readouterr().err
     assert f"${SPEC_ENV} is not a stage job spec" in err and "stage 'ingest' cannot run as a Ray job" in err
+
+
+def test_what_a_job_could_not_publish_is_published_by_the_flow(prefect_api: None, tmp_path: Path) -> None:
+    # A Ray Job has no flow run, so its Prefect artifacts (probe table, evaluation metrics) are rebuilt on the
+    # flow side from the committed manifest.
+    from prefect import flow
+    from prefect.artifacts import Artifact
+
+    from bard_core.manifest import Manifest
+    from bard_pipeline.tasks import evaluate, training
+
+    cfg = load_config(SMOKE, [JOBS])
+    ctx = StageContext(cfg, ArtifactStore(f"file://{tmp_path}"), RaySession(cfg.ray), RunRecord("r", "n", None, [], {}))
+    row = {"accuracy": 0.5, "mean_tokens": 20.0, "mean_relative_deviation": 0.2, "within_tolerance": 0.7,
+           "over_budget": 0.1}  # fmt: skip
+    probe = {"sft": {"per_budget": {"32": row}, "overall": {"spearman_budget_length": 0.9}}}
+    metric = {"model": "sft", "benchmark": "toy", "mode": "budget", "budget_tokens": 32, "accuracy": 0.625}
+    trained = Manifest(stage="sft", fingerprint="a1", created_at="now", files=(), stats={"probe": probe})
+    evaluated = Manifest(stage="evaluate", fingerprint="b2", created_at="now", files=(),
+                         stats={"metrics": [metric], "report": "file:///store/evaluate/b2/report.html"})  # fmt: skip
+
+    @flow
+    def after_jobs() -> None:
+        training.publish_job_result(ctx, ArtifactRef("sft", "a1"), trained)
+        evaluate.publish_job_result(ctx, ArtifactRef("evaluate", "b2"), evaluated)
+
+    after_jobs()
+    probe_table = Artifact.get("sft-probe")
+    assert probe_table is not None and "| sft | 32 | 0.50 | 20.0 |" in str(probe_table.data)
+    metrics = Artifact.get("evaluate-metrics")
+    assert metrics is not None and "0.625" in str(metrics.data)
+    report = Artifact.get("evaluate-report")
+    assert report is not None and "evaluate/b2/report.html" in str(report.data)
