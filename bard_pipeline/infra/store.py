@@ -45,6 +45,7 @@ from bard_pipeline.infra.streams import (
     copy_hashed,
     part_bytes,
     read_buffer,
+    stream_digest,
     write_chunks,
 )
 
@@ -253,12 +254,8 @@ class ArtifactStore:
         for entry in self.manifest(ref).files:
             try:
                 with self._open_entry(ref, entry) as handle:
-                    digest = hashlib.sha256()
-                    size = 0
-                    while chunk := handle.read(self.chunk_bytes):
-                        digest.update(chunk)
-                        size += len(chunk)
-                self._check(ref, entry, digest.hexdigest(), size)
+                    digest, size = stream_digest(handle, self.chunk_bytes)
+                self._check(ref, entry, digest, size)
             except ChecksumMismatchError as exc:
                 problems.append(str(exc))
         return problems

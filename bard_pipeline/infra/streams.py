@@ -64,15 +64,20 @@ def check_chunk_bytes(chunk_bytes: int, s3: bool) -> int:
     return chunk_bytes
 
 
-def file_digest(path: Path, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> tuple[str, int]:
-    """(sha256, size) of a local file, read in chunks."""
+def stream_digest(handle: Readable, chunk_bytes: int) -> tuple[str, int]:
+    """(sha256, size) of what ``handle`` reads from here to its end, in chunks."""
     digest = hashlib.sha256()
     size = 0
-    with path.open("rb") as handle:
-        for chunk in iter_chunks(handle, chunk_bytes):
-            digest.update(chunk)
-            size += len(chunk)
+    for chunk in iter_chunks(handle, chunk_bytes):
+        digest.update(chunk)
+        size += len(chunk)
     return digest.hexdigest(), size
+
+
+def file_digest(path: Path, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> tuple[str, int]:
+    """(sha256, size) of a local file, read in chunks."""
+    with path.open("rb") as handle:
+        return stream_digest(handle, chunk_bytes)
 
 
 def iter_chunks(handle: Readable, chunk_bytes: int) -> Iterator[bytes]:
