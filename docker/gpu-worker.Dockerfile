@@ -10,13 +10,12 @@
 # Cannot be built on the CPU CI machine (no Docker daemon, no GPU): CI lints it and checks its pins.
 FROM nvidia/cuda:12.9.1-cudnn-runtime-ubuntu24.04
 
-# Where the image's one virtual environment lives (a build setting).
-ARG VENV_DIR=/opt/bard
+# The image's one virtual environment lives in the app folder, beside the code it installs.
 ENV DEBIAN_FRONTEND=noninteractive \
     PIP_NO_CACHE_DIR=1 \
     PYTHONUNBUFFERED=1 \
-    VIRTUAL_ENV=${VENV_DIR} \
-    PATH=${VENV_DIR}/bin:$PATH \
+    VIRTUAL_ENV=/app/.venv \
+    PATH=/app/.venv/bin:$PATH \
     DO_NOT_TRACK=1 \
     PREFECT_SERVER_ANALYTICS_ENABLED=false \
     RAY_USAGE_STATS_ENABLED=0 \
