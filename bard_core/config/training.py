@@ -11,7 +11,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from bard_core.config.base import OMIT_DEFAULT, ExecutionSection, Section
 from bard_core.rewards import RewardKind
@@ -86,6 +86,24 @@ class ProbeConfig(Section):
     """Sequences generated together."""
 
 
+class CurriculumConfig(Section):
+    """The student curriculum (BRIDGE): an instruction-alignment phase before the reasoning phase, in one
+    training run. Its records (one per training problem: the budget-free user turn, an empty think block and
+    the reference answer) teach the chat format, the think delimiters and the answer format first."""
+
+    instruction_steps: int = Field(ge=1)
+    """Optimizer steps of the instruction-alignment phase, counted inside the run's total (``trl.max_steps``,
+    or the steps ``trl.num_train_epochs`` give over the reasoning records), so arms with and without a
+    curriculum train the same number of steps; the reasoning records get the steps left."""
+    instruction_template: str = "plain_user.txt"
+    """Prompt file of the instruction records' user turn (budget-free; field: problem)."""
+
+
+# TRL arguments (at their defaults) that would reorder or regroup the records, which the curriculum's sampler
+# orders by phase.
+_CURRICULUM_CONFLICTS: dict[str, Any] = {"shuffle_dataset": False, "train_sampling_strategy": "random"}
+
+
 class _TrainingStage(Section):
     """What both training sections share: a `trl` dict of the trainer's own arguments, checked once here,
     and the trackers the training curves go to."""
@@ -126,6 +144,27 @@ class SFTStageConfig(_TrainingStage):
     """Execution resources (not part of the fingerprint)."""
     probe: ProbeConfig = ProbeConfig()
     """Budget-following probe of the trained model (and of the base model)."""
+    curriculum: CurriculumConfig | None = Field(default=None, json_schema_extra=OMIT_DEFAULT)
+    """Instruction-alignment phase before the reasoning phase (BRIDGE's student curriculum), e.g.
+    {instruction_steps: 50}. None: reasoning records only. At its default it is not part of the fingerprint."""
+
+    @model_validator(mode="after")
+    def _curriculum_fits(self) -> SFTStageConfig:
+        if self.curriculum is None:
+            return self
+        max_steps = self.trl.get("max_steps")
+        if isinstance(max_steps, int) and max_steps > 0 and self.curriculum.instruction_steps >= max_steps:
+            raise ValueError(
+                f"curriculum.instruction_steps={self.curriculum.instruction_steps} leaves no reasoning steps: "
+                f"they are counted inside trl.max_steps={max_steps}; lower instruction_steps or raise max_steps"
+            )
+        conflicts = sorted(k for k, default in _CURRICULUM_CONFLICTS.items() if self.trl.get(k, default) != default)
+        if conflicts:
+            raise ValueError(
+                f"trl {conflicts} reorder the records, but with a curriculum the phase sampler orders them "
+                "(instruction records first, then shuffled reasoning records); remove them or the curriculum"
+            )
+        return self
 
 
 class RLStageConfig(_TrainingStage):

@@ -79,6 +79,7 @@ class TrainJob(Generic[Section]):
     train: TrainRows
     validation: TrainRows | None = None
     model_prefix: str = MODEL_PREFIX  # the model folder inside a store artifact
+    instruction: TrainRows | None = None  # SFT with `sft.curriculum`: the instruction-alignment records
 
     @property
     def use_gpu(self) -> bool:

@@ -279,13 +279,27 @@ def sft_loop(config: dict[str, Any]) -> None:
         store, columns = job.store(), ("prompt", "completion")
         train = _columns(job.train.read(store), columns)  # the driver's kept records: read, never re-filtered
         validation = _columns(job.validation.read(store), columns) if job.validation else []
-        trainer = SFTTrainer(
+        trainer_class: Any = SFTTrainer
+        phases: dict[str, int] = {}
+        curriculum = job.section.curriculum
+        if curriculum is not None and job.instruction is not None:
+            from bard_pipeline.infra.curriculum import check_steps, curriculum_trainer, planned_steps
+
+            # One run: the instruction records, then the reasoning records, ordered by the phase sampler.
+            instruction = _columns(job.instruction.read(store), columns)
+            args.max_steps = planned_steps(args, len(train), args.world_size)
+            check_steps(job.section, args.max_steps)
+            trainer_class = curriculum_trainer()
+            phases = {"instruction_records": len(instruction), "instruction_steps": curriculum.instruction_steps}
+            train = instruction + train
+        trainer = trainer_class(
             model=model,
             args=args,
             train_dataset=Dataset.from_list(train),
             eval_dataset=Dataset.from_list(validation) if validation else None,
             processing_class=tokenizer,
             callbacks=_callbacks(),
+            **phases,
         )
         route_tracker_logs(trainer, run_name)
         resume = _resume_dir()

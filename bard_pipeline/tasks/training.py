@@ -9,6 +9,7 @@ length follows the budget on held-out problems. The RL stage starts from the SFT
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -22,11 +23,13 @@ from prefect.cache_policies import NO_CACHE
 from prefect.context import FlowRunContext
 
 from bard_core import schemas
-from bard_core.budget import BudgetSpec
+from bard_core.budget import AGNOSTIC_TEMPLATE_FIELDS, BudgetSpec
 from bard_core.config import RLInit, RLStageConfig, RunConfig, SFTStageConfig
 from bard_core.manifest import Manifest
 from bard_core.plots import budget_following_plot
-from bard_core.training_data import draw_rl_prompts, split_overlength
+from bard_core.prompting import load_prompt
+from bard_core.training_data import draw_rl_prompts, instruction_records, split_overlength
+from bard_pipeline.infra.curriculum import driver_steps
 from bard_pipeline.infra.local_cache import STORE_SCHEME, resolve_location
 from bard_pipeline.infra.models import MODEL_PREFIX
 from bard_pipeline.infra.probe import run_probe
@@ -216,6 +219,38 @@ def _sft_rows(
     return sum(map(len, splits.values())), dropped, (rows["train"], rows["validation"])
 
 
+def _instruction_rows(
+    ctx: StageContext, writer: ArtifactWriter, dataset: ArtifactRef, tokenizer: Any, reasoning_rows: int
+) -> tuple[TrainRows, dict[str, Any]]:
+    """The curriculum's instruction records (one per training problem of the dataset's `rl_train`), held to
+    `sft.max_length_tokens` like the reasoning records and written beside them (`sft_kept_instruction`);
+    returns them and the curriculum's stats. A curriculum that leaves no reasoning steps fails here."""
+    section = ctx.cfg.sft
+    assert section.curriculum is not None
+    template = load_prompt(section.curriculum.instruction_template).require(AGNOSTIC_TEMPLATE_FIELDS)
+    records = instruction_records(read_rows(ctx, dataset, "rl_train", schemas.RL, "sft"), template)
+    if not records:
+        raise ValueError(f"sft.curriculum: dataset {dataset.key} has no training problems (rl_train is empty)")
+    lengths = record_lengths(records, tokenizer, ("prompt", "completion"))
+    kept, dropped = split_overlength(records, lengths, section.max_length_tokens)
+    if dropped and (section.overlength == "error" or not kept):
+        raise ValueError(
+            f"{len(dropped)} of {len(records)} curriculum instruction records are longer than "
+            f"sft.max_length_tokens={section.max_length_tokens} (e.g. {dropped[0]}); raise the limit"
+            + (" or use sft.overlength: drop" if kept else "")
+        )
+    total_steps = driver_steps(section, reasoning_rows)
+    rows = _write_rows(writer, "sft_kept_instruction", schemas.SFT_KEPT, kept)
+    stats = {
+        "instruction_records": len(kept),
+        "instruction_dropped_overlength": len(dropped),
+        "instruction_steps": section.curriculum.instruction_steps,
+        "reasoning_steps": total_steps - section.curriculum.instruction_steps,
+        "instruction_template": section.curriculum.instruction_template,
+    }
+    return rows, stats
+
+
 @task(name="sft", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=5)
 def sft(ctx: StageContext, dataset: ArtifactRef, student: ModelLocation) -> ArtifactRef:
     section = ctx.cfg.sft
@@ -223,17 +258,24 @@ def sft(ctx: StageContext, dataset: ArtifactRef, student: ModelLocation) -> Arti
     inputs = {"dataset": dataset}
     if student.location.startswith(STORE_SCHEME):
         inputs["student"] = ArtifactRef.parse(student.location[len(STORE_SCHEME) :])
-    spec = StageSpec("sft", VERSION, config, inputs=inputs)
+    # The instruction records' prompt file is fingerprinted by content, like every stage's prompts.
+    prompts = (section.curriculum.instruction_template,) if section.curriculum else ()
+    spec = StageSpec("sft", VERSION, config, prompts, inputs=inputs)
 
     def build(writer: ArtifactWriter) -> StageResult:
         model_dir, tokenizer = _local_model(ctx, student)
         check_trl_args(section)  # a bad `trl` fails here, not in a worker
         records, dropped, (train, validation) = _sft_rows(ctx, writer, dataset, tokenizer)
+        job = _job(ctx, section, student, train, validation)
+        curriculum: dict[str, Any] = {}
+        if section.curriculum is not None:
+            instruction, curriculum = _instruction_rows(ctx, writer, dataset, tokenizer, train.entry.rows or 0)
+            job = dataclasses.replace(job, instruction=instruction)
         rl_validation = read_rows(ctx, dataset, "rl_validation", schemas.RL, "sft")
         earlier: dict[str, tuple[list[dict[str, Any]], dict[str, Any]]] = {}
         if section.probe.problems:  # the student before training, for comparison
             earlier["base"] = run_probe(model_dir, rl_validation, ctx.cfg.budget.spec(), section.probe, "base")
-        local, metrics = _fit_and_store(ctx, writer, sft_loop, _job(ctx, section, student, train, validation))
+        local, metrics = _fit_and_store(ctx, writer, sft_loop, job)
         probes = _probe(ctx, writer, {"sft": local}, section, rl_validation, earlier)
         tokens_per_s = metrics["train_tokens"] / max(metrics.get("train_runtime_s", 0.0), 1e-9)
         return StageResult(
@@ -244,6 +286,7 @@ def sft(ctx: StageContext, dataset: ArtifactRef, student: ModelLocation) -> Arti
                 "train_tokens_per_s": round(tokens_per_s, 1),
                 "precision": metrics["precision"],
                 "probe": probes,
+                **({"curriculum": curriculum} if curriculum else {}),
             },
             usage={
                 "train_runtime_s": float(metrics.get("train_runtime_s", 0.0)),
