@@ -1,14 +1,23 @@
-"""Opening and closing the per-run context: store, lazy Ray session, run manifest, stage selection."""
+"""Opening and closing the per-run context: store, lazy Ray session, run manifest, stage selection.
+
+Closing a run adds its ``cost`` (``bard_core.cost``: the teacher's requests, tokens and dollars; seconds per
+stage and role) to the run manifest and, inside a flow run, publishes it as the ``run-cost`` markdown artifact.
+"""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from prefect.artifacts import create_markdown_artifact
+from prefect.context import FlowRunContext, TaskRunContext
 
 from bard_core.config import RunConfig
+from bard_core.cost import RunCost, cost_markdown, reused_stages, run_cost, training_gpus
 from bard_pipeline.infra.ray_runtime import RaySession
-from bard_pipeline.infra.store import ArtifactStore, utc_now
-from bard_pipeline.tasks.stage import STAGES, RunRecord, StageContext
+from bard_pipeline.infra.store import ArtifactRef, ArtifactStore, utc_now
+from bard_pipeline.tasks.stage import STAGES, RunRecord, StageContext, logger
 
 UNTIL_STAGES = ("materialize", "sft", "rl", "evaluate")
 
@@ -52,10 +61,39 @@ def open_context(
     )
 
 
+def record_cost(store: ArtifactStore, record: Mapping[str, Any]) -> RunCost:
+    """The cost of the run manifest ``record``: its stages' manifests, which of them it reused, and the GPUs
+    its config gave the training workers."""
+    stages: Mapping[str, Mapping[str, Any]] = record.get("stages", {})
+    manifests = {
+        key: store.manifest(ArtifactRef.parse(info["artifact"])).model_dump(mode="json") for key, info in stages.items()
+    }
+    return run_cost(manifests, reused_stages(stages), training_gpus(record.get("config", {})))
+
+
 def close_context(ctx: StageContext, ok: bool) -> None:
     ctx.ray.shutdown()
     ctx.run.status = "completed" if ok else "failed"
     record = {**ctx.run.as_dict(), "finished_at": utc_now()}
+    cost = _cost(ctx, record)
+    if cost is not None:
+        record["cost"] = cost.as_dict()
     ctx.store.write_run(ctx.run.run_id, record)
     if ok:
         ctx.store.tag(ctx.cfg.name, ctx.run.run_id)
+    if cost is not None and (FlowRunContext.get() or TaskRunContext.get()):  # outside a run: no UI to publish to
+        create_markdown_artifact(
+            key="run-cost",
+            markdown=f"### What this run cost\n\n{cost_markdown(cost)}",
+            description=f"{ctx.run.name}: teacher requests, tokens and dollars; seconds per stage and role",
+        )
+
+
+def _cost(ctx: StageContext, record: Mapping[str, Any]) -> RunCost | None:
+    # Closing must not fail a run (or hide why it failed) over its summary: a manifest that cannot be read
+    # leaves the cost out, with a warning that says so.
+    try:
+        return record_cost(ctx.store, record)
+    except Exception as exc:  # any store error: the run's own outcome matters more
+        logger().warning("run %s: cost left out of the run manifest (%s: %s)", ctx.run.run_id, type(exc).__name__, exc)
+        return None

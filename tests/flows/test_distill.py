@@ -23,6 +23,12 @@ def test_smoke_run_materializes_a_loadable_dataset_then_skips_everything(tmp_pat
     assert record["status"] == "completed"
     for info in record["stages"].values():
         assert store.verify(ArtifactRef.parse(info["artifact"])) == []
+    sample = store.manifest(ArtifactRef.parse(record["stages"]["sample"]["artifact"]))
+    cost = record["cost"]  # what the run cost (bard_core.cost), added when it closed
+    assert cost["teacher"]["requests"] == sample.usage["calls"] > 0  # HTTP calls to the teacher, retries included
+    assert cost["teacher"]["tokens"] == sample.usage["prompt_tokens"] + sample.usage["completion_tokens"]
+    assert [s["stage"] for s in cost["stages"]] == DATA_STAGES and not any(s["reused"] for s in cost["stages"])
+    assert "**Teacher:**" in _run_cost_markdown(record["run_id"])
 
     dataset = ArtifactRef.parse(record["stages"]["materialize"]["artifact"])
     manifest = store.manifest(dataset)
@@ -52,6 +58,24 @@ def test_smoke_run_materializes_a_loadable_dataset_then_skips_everything(tmp_pat
         k: v["artifact"] for k, v in record["stages"].items()
     }
     assert [h["run_id"] for h in store.ref_history("smoke")] == [record["run_id"], record2["run_id"]]
+    # Skipped stages count what their artifacts cost (once), flagged as not built by this run.
+    assert record2["cost"]["teacher"] == cost["teacher"] and all(s["reused"] for s in record2["cost"]["stages"])
+
+
+def _run_cost_markdown(flow_run_id: str) -> str:
+    """The `run-cost` markdown artifact the flow run published to the Prefect API."""
+    from uuid import UUID
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey, FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["run-cost"])),
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[UUID(flow_run_id)])),
+        )
+    assert len(artifacts) == 1
+    return str(artifacts[0].data)
 
 
 def test_failure_in_compress_then_rerun_executes_only_compress_and_materialize(
