@@ -11,7 +11,10 @@ Definitions, stated once:
   reward that pays for length alone teaches;
 - a **paired difference** (arm − reference) is taken per problem at the same budget, over the problems both
   evaluated; pooled over budgets, each problem's differences are averaged first. Its interval resamples
-  problems.
+  problems;
+- an arm's **headline accuracy** is its accuracy pooled the same way: each problem's accuracy averaged over
+  the budgets, then over problems, with a bootstrap interval over problems (one number per arm, for plots
+  against what the arm cost).
 
 Decision rules (``CLAIM_RULES``): a ``beats`` claim holds when the pooled paired accuracy difference
 (arm − other) has an interval above 0; ``fewer_short_wrong`` when the pooled paired short-wrong share
@@ -128,6 +131,16 @@ def _difference(budget: int | None, diffs: Sequence[float], boot: Bootstrap) -> 
     return {"budget_tokens": budget, "problems": len(diffs), "difference": mean, "ci_low": low, "ci_high": high}
 
 
+def headline_accuracy(rows: Sequence[Row], boot: Bootstrap) -> dict[str, Any]:
+    """The arm's accuracy pooled over budgets (per problem first), with its interval over problems."""
+    pooled: dict[str, list[float]] = defaultdict(list)
+    for by_problem in per_problem(rows, correct).values():
+        for problem, value in by_problem.items():
+            pooled[problem].append(value)
+    mean, low, high = boot.ci([[statistics.fmean(v)] for v in pooled.values()])
+    return {"problems": len(pooled), "accuracy": mean, "ci_low": low, "ci_high": high}
+
+
 # --------------------------------------------------------------------------- claims
 
 
@@ -203,9 +216,11 @@ def compare_arms(
     spec: BudgetSpec,
     boot: Bootstrap,
 ) -> dict[str, Any]:
-    """The whole comparison (JSON-able): per-arm summaries, paired differences against ``reference`` (accuracy
-    and short-wrong share) and the decided claims. ``rows``: each arm's own series rows (``series_rows``)."""
+    """The whole comparison (JSON-able): per-arm summaries and headline accuracy, paired differences against
+    ``reference`` (accuracy and short-wrong share) and the decided claims. ``rows``: each arm's own series rows
+    (``series_rows``)."""
     summaries = {arm: arm_summary(r, spec, boot) for arm, r in rows.items()}
+    headline = {arm: headline_accuracy(r, boot) for arm, r in rows.items()}
     paired = {
         arm: {
             "accuracy": paired_difference(r, rows[reference], correct, boot),
@@ -216,7 +231,7 @@ def compare_arms(
     }
     claims_out = decide(claims, Evidence(rows, summaries, spec, boot))
     comparison: dict[str, Any] = json_safe(
-        {"reference": reference, "arms": summaries, "paired": paired, "claims": claims_out}
+        {"reference": reference, "arms": summaries, "headline": headline, "paired": paired, "claims": claims_out}
     )
     return comparison
 

@@ -175,3 +175,46 @@ def pareto_plot(summaries: Mapping[str, Sequence[Mapping[str, Any]]], path: Path
     ax.set_title("accuracy vs reasoning tokens (labels: budget; rings: Pareto front)", fontsize=9)
     ax.legend(fontsize=8)
     return _save(fig, path)
+
+
+def cost_axis_scale(values: Sequence[float]) -> str:
+    """The x scale of a cost plot: ``log`` when the values span more than 10x, ``symlog`` when they also
+    include 0 (an arm that asked the teacher nothing), else ``linear``."""
+    positive = [v for v in values if v > 0]
+    if not positive:
+        return "linear"
+    if len(positive) < len(values):  # a zero: no log axis; symlog keeps 0 and still spreads the rest
+        return "symlog" if max(positive) > 10 else "linear"
+    return "log" if max(positive) > 10 * min(positive) else "linear"
+
+
+def accuracy_vs_teacher_cost_plot(points: Mapping[str, Mapping[str, Any]], path: Path) -> Path:
+    """Headline accuracy against teacher requests, one labelled point per arm with its interval as error
+    bars. ``points``: arm -> {"requests", "accuracy", "ci_low", "ci_high"}; an arm without an accuracy or a
+    request count is left out (its figures are unknown, not zero)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    known = {arm: p for arm, p in points.items() if p.get("accuracy") is not None and p.get("requests") is not None}
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for arm, p in known.items():
+        x, y = float(p["requests"]), float(p["accuracy"])
+        low = y if p.get("ci_low") is None else float(p["ci_low"])
+        high = y if p.get("ci_high") is None else float(p["ci_high"])
+        ax.errorbar([x], [y], yerr=[[y - low], [high - y]], fmt="o", capsize=4, label=arm)
+        ax.annotate(arm, (x, y), fontsize=8, xytext=(5, 4), textcoords="offset points")
+    scale = cost_axis_scale([float(p["requests"]) for p in known.values()])
+    if scale == "symlog":
+        ax.set_xscale("symlog", linthresh=1)
+    elif scale == "log":
+        ax.set_xscale("log")
+    ax.margins(x=0.1)  # labelled points at the ends of the range stay inside
+    ax.set_xlabel("teacher requests (HTTP calls, retries included)")
+    ax.set_ylabel("accuracy (pass@1, pooled over budgets)")
+    ax.set_ylim(0, 1)
+    ax.set_title("accuracy vs teacher cost (bars: bootstrap interval over problems)", fontsize=9)
+    if known:
+        ax.legend(fontsize=8)
+    return _save(fig, path)

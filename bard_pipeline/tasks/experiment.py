@@ -3,7 +3,9 @@ other, content-addressed by the arms' evaluations and the experiment's series, r
 rerun with everything committed skips it).
 
 Accuracy and every other figure are recomputed here from each arm's stored generations (its series only);
-``cross_check`` records how far the recomputed accuracy is from the evaluate stage's own metrics.
+``cross_check`` records how far the recomputed accuracy is from the evaluate stage's own metrics. What each
+arm cost (``cost``: teacher requests, tokens, dollars; seconds per stage) comes from its run manifest's
+``cost`` block, or from its stage manifests for a run closed without one.
 """
 
 from __future__ import annotations
@@ -24,16 +26,17 @@ from bard_core.config import RunConfig
 from bard_core.config.experiment import ExperimentConfig
 from bard_core.experiment import paired_settings
 from bard_core.experiment_metrics import Bootstrap, compare_arms, series_rows
-from bard_core.experiment_report import claims_rows, render_html, render_markdown
-from bard_core.plots import pareto_plot
+from bard_core.experiment_report import COST_PLOT, claims_rows, cost_points, render_html, render_markdown
+from bard_core.plots import accuracy_vs_teacher_cost_plot, pareto_plot
 from bard_core.report import _markdown_table
 from bard_pipeline.infra.ray_runtime import RaySession
 from bard_pipeline.infra.store import ArtifactRef, ArtifactStore, utc_now
 from bard_pipeline.infra.writer import ArtifactWriter
+from bard_pipeline.tasks.context import record_cost
 from bard_pipeline.tasks.inputs import read_rows
-from bard_pipeline.tasks.stage import RunRecord, StageContext, StageResult, StageSpec, execute, stage_config
+from bard_pipeline.tasks.stage import RunRecord, StageContext, StageResult, StageSpec, execute, logger, stage_config
 
-VERSION = 1
+VERSION = 2  # 2: the report has each arm's teacher cost and the accuracy-vs-teacher-cost plot
 STAGE = "experiment"
 
 
@@ -77,6 +80,20 @@ def _arm_rows(ctx: StageContext, experiment: ExperimentConfig, refs: Mapping[str
         table = f"generations_{arm.model}"
         rows[name] = series_rows(read_rows(ctx, refs[name], table, schemas.GENERATIONS, STAGE), arm)
     return rows
+
+
+def _arm_costs(ctx: StageContext, arms: Mapping[str, ArmRun]) -> dict[str, Any]:
+    """Arm -> what its run cost (``RunCost.as_dict``): the run manifest's ``cost``, else computed from its
+    stage manifests; None (shown as unknown) when neither can be read."""
+    costs: dict[str, Any] = {}
+    for name, arm in arms.items():
+        try:
+            record = ctx.store.read_run(arm.run_id)
+            costs[name] = record.get("cost") or record_cost(ctx.store, record).as_dict()
+        except (KeyError, OSError, ValueError) as exc:  # a missing run or manifest: the report says unknown
+            logger().warning("arm %s: cost of run %s unknown (%s: %s)", name, arm.run_id, type(exc).__name__, exc)
+            costs[name] = None
+    return costs
 
 
 def _cross_check(
@@ -144,6 +161,7 @@ def compare(ctx: StageContext, experiment: ExperimentConfig, arms: Mapping[str, 
         comparison["cross_check"] = {
             "max_accuracy_difference_vs_evaluate": _cross_check(ctx, experiment, refs, comparison)
         }
+        comparison["cost"] = _arm_costs(ctx, arms)
         writer.write_json("comparison.json", comparison)
         uri = _write_report(writer, ctx, experiment, comparison, _facts(experiment, arms, cfg, comparison))
         return StageResult(
@@ -167,7 +185,9 @@ def _write_report(
     with tempfile.TemporaryDirectory() as tmp:
         plot = pareto_plot(comparison["arms"], Path(tmp) / "pareto.png")
         writer.write_bytes("plots/pareto.png", plot.read_bytes())
-        page = render_html(title, comparison, facts, series, [plot])
+        cost_plot = accuracy_vs_teacher_cost_plot(cost_points(comparison), Path(tmp) / "cost.png")
+        writer.write_bytes(COST_PLOT, cost_plot.read_bytes())
+        page = render_html(title, comparison, facts, series, [plot], cost_plot)
     writer.write_bytes("report.html", page.encode("utf-8"))
     writer.write_bytes("report.md", render_markdown(title, comparison, facts, series).encode("utf-8"))
     return ctx.store.uri(writer.ref, writer.files["report.html"].path)

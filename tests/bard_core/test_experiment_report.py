@@ -13,8 +13,8 @@ from bard_core.budget import BudgetSpec, FidelityShape
 from bard_core.config.experiment import ArmConfig, ClaimConfig, ClaimKind
 from bard_core.experiment_metrics import Bootstrap, arm_summary, compare_arms, paired_difference, series_rows
 from bard_core.experiment_metrics import correct as correct_measure
-from bard_core.experiment_report import render_html, render_markdown
-from bard_core.plots import pareto_plot, pareto_points
+from bard_core.experiment_report import cost_points, render_html, render_markdown
+from bard_core.plots import accuracy_vs_teacher_cost_plot, cost_axis_scale, pareto_plot, pareto_points
 
 SPEC = BudgetSpec((16, 32), FidelityShape.TARGET, 0.25)
 BOOT = Bootstrap(samples=200, confidence=0.95, seed=0)
@@ -143,4 +143,46 @@ def test_both_renderings_state_what_was_measured_and_every_claim(tmp_path: Path)
     assert "| sft_only | 16 | 10 | +0.0 pt |" not in markdown and "| sft_only | all | 10 | -50.0 pt |" in markdown
     assert "| bard | rl | 16 | 10 | 100.0% | [100.0, 100.0] | 16.0 | 0.000 | 100.0% | 0.0% |" in markdown
     page = render_html("exp", comparison, facts, series, [pareto_plot(comparison["arms"], tmp_path / "p.png")])
-    assert page.count("<table") == 3 and "data:image/png;base64," in page and page.count("<td>held</td>") == 2
+    assert page.count("<table") == 4 and "data:image/png;base64," in page and page.count("<td>held</td>") == 2
+
+
+def _teacher(requests: int, tokens: int, usd: float) -> dict[str, Any]:
+    return {"teacher": {"requests": requests, "asked": requests, "tokens": tokens, "cost_usd": usd}}
+
+
+def test_headline_accuracy_pools_budgets_per_problem() -> None:
+    rows = {"bard": _rows("rl", lambda p, b, s: b == 32), "other": _rows("sft", half)}
+    headline = compare_arms(rows, "bard", (), SPEC, BOOT)["headline"]
+    assert headline["bard"] == {"problems": 10, "accuracy": 0.5, "ci_low": 0.5, "ci_high": 0.5}
+    assert headline["other"]["accuracy"] == 0.5
+
+
+def test_the_report_shows_each_arms_teacher_cost_and_plots_it(tmp_path: Path) -> None:
+    rows = {"bard": _rows("rl", always), "sft_only": _rows("sft", half), "lost": _rows("sft", never)}
+    comparison = compare_arms(rows, "bard", (), SPEC, BOOT)
+    comparison["cost"] = {"bard": _teacher(1200, 345678, 1.25), "sft_only": _teacher(30, 900, 0.01), "lost": None}
+    series = {"bard": "rl", "sft_only": "sft", "lost": "sft"}
+    markdown = render_markdown("exp", comparison, {}, series)
+    assert "teacher (requests · tokens · $) |" in markdown  # the arms table's new column
+    row = "| bard | rl | 16 | 10 | 100.0% | [100.0, 100.0] | 16.0 | 0.000 | 100.0% | 0.0% | 1,200 req · 345,678 tok"
+    assert row + " · $1.2500 |" in markdown
+    assert "| bard | rl | 100.0% | [100.0, 100.0] | 1,200 | 345,678 | $1.2500 |" in markdown
+    assert "| sft_only | sft | 50.0% | [50.0, 50.0] | 30 | 900 | $0.0100 |" in markdown
+    assert "| lost | sft | 0.0% | [0.0, 0.0] | – | – | – |" in markdown  # unknown cost: not zero
+    assert "`plots/accuracy_vs_teacher_cost.png`" in markdown
+
+    points = cost_points(comparison)
+    assert points["bard"] == {"requests": 1200, "accuracy": 1.0, "ci_low": 1.0, "ci_high": 1.0}
+    assert points["lost"]["requests"] is None
+    plot = accuracy_vs_teacher_cost_plot(points, tmp_path / "cost.png")
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 5000
+    page = render_html("exp", comparison, {}, series, [], plot)
+    assert "<h2>Accuracy against teacher cost</h2>" in page and page.count("data:image/png;base64,") == 1
+    assert page.count("<table") == 4 and "<td>1,200 req · 345,678 tok · $1.2500</td>" in page
+
+
+def test_the_cost_axis_is_logarithmic_only_past_a_tenfold_range() -> None:
+    assert cost_axis_scale([30, 1200]) == "log"
+    assert cost_axis_scale([100, 900]) == "linear"
+    assert cost_axis_scale([0, 1200]) == "symlog"  # an arm that asked the teacher nothing keeps its point
+    assert cost_axis_scale([0, 5]) == "linear" and cost_axis_scale([]) == "linear"
