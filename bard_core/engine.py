@@ -5,6 +5,10 @@ batch of ``GenerationRequest`` and returns one ``GenerationResult`` per request,
 cannot be served (too long for the context, refused) comes back with ``error`` set; it never raises for
 the whole batch. ``metadata`` travels with a request for engines that need structured context (the
 oracle) and for accounting; real LLM engines ignore it.
+
+Prices: ``price_usd`` is what a call cost, ``worst_case_request_usd`` what it may cost at most before it is
+sent (the reservation of the query budget, ``bard_pipeline/infra/engines/budget.py``); every engine that
+charges uses these two, so a dollar budget planned here is the one the ledger enforces.
 """
 
 from __future__ import annotations
@@ -12,7 +16,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any, Literal, Protocol, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypedDict
+
+if TYPE_CHECKING:  # type only: bard_core.config never needs the engine protocol, and must not import it back
+    from bard_core.config.engines import PriceConfig
 
 
 class EngineKind(str, Enum):
@@ -37,6 +44,9 @@ class SamplingParams:
     top_p: float = 1.0
     max_new_tokens: int = 1024
     seed: int = 0
+    # Ask for Completion.mean_token_entropy. Off by default: engines then run exactly as before (the same
+    # batches, sampling and outputs); on, the samples are still the same, only measured.
+    token_entropy: bool = False
 
 
 @dataclass(frozen=True)
@@ -55,6 +65,15 @@ class Completion:
     text: str
     finish_reason: FinishReason
     completion_tokens: int
+    # Mean over the completion's generated tokens (its own, not padding; the closing EOS included, as in
+    # completion_tokens) of the entropy, in nats, of the distribution the engine drew each token from: the
+    # model's next-token distribution after temperature and top-p (and any other sampling filter the
+    # backend applies). At temperature 0 that distribution is a point mass, so greedy decoding reports the
+    # entropy of the model's own distribution (temperature 1) instead: the difficulty signal survives.
+    # None when not requested (SamplingParams.token_entropy), when the backend cannot measure it (the
+    # OpenAI-compatible engine, the toy oracle) or for an empty completion. The hf engine's value is exact;
+    # vLLM's is an approximation over the top-20 logprobs (see infra/engines/vllm.py).
+    mean_token_entropy: float | None = None
 
 
 class ErrorKind(str, Enum):
@@ -79,6 +98,26 @@ class GenerationResult:
     @property
     def completion_tokens(self) -> int:
         return sum(c.completion_tokens for c in self.completions)
+
+
+def price_usd(price: PriceConfig | None, prompt_tokens: float, completion_tokens: float) -> float:
+    """Dollars for ``prompt_tokens`` and ``completion_tokens`` at ``price`` (per million tokens); 0 unpriced."""
+    if price is None:
+        return 0.0
+    return (prompt_tokens * price.prompt_usd_per_mtok + completion_tokens * price.completion_usd_per_mtok) / 1e6
+
+
+def message_chars(messages: Sequence[ChatMessage]) -> int:
+    """Characters of a request's messages: an upper bound of its prompt tokens for real tokenizers (a token
+    spans at least one character), which makes ``worst_case_request_usd`` a bound without a tokenizer."""
+    return sum(len(m["content"]) for m in messages)
+
+
+def worst_case_request_usd(price: PriceConfig | None, prompt_chars: int, n: int, max_new_tokens: int) -> float:
+    """The most one call may cost: every prompt character a prompt token, every one of the ``n`` samples
+    running to ``max_new_tokens``. The query budget reserves this before a call is sent, so a dollar
+    budget is never exceeded; planning with it (e.g. how many problems a teacher budget buys) is safe."""
+    return price_usd(price, prompt_chars, n * max_new_tokens)
 
 
 def failed(

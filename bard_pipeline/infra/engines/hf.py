@@ -4,6 +4,11 @@ Prompts are rendered with the tokenizer's chat template and left-padded into bat
 ``max_batch_size`` sequences. With ``stop_after_answer`` a sequence stops as soon as it has closed
 ``</think>`` and a ``\\boxed{}`` answer, instead of running on to ``max_new_tokens``. A prompt that does
 not fit the model's context is rejected per request, never crashing the batch.
+
+``SamplingParams.token_entropy`` asks for each completion's ``mean_token_entropy``. It is exact: measured
+on the very scores ``generate`` samples from (after temperature, top-k, top-p), read by a stopping
+criterion (``_TokenEntropy``), averaged over each sequence's own tokens. A chunk measures when any of its
+requests asks, so asking never changes how requests are batched, seeded or sampled.
 """
 
 from __future__ import annotations
@@ -46,6 +51,33 @@ class _StopAfterAnswer:
                     self.texts[i] += self.tokenizer.decode([token], skip_special_tokens=False)
                     self.done[i] = "}" in self.texts[i][-8:] and answer_complete(self.texts[i])
         return torch.tensor(self.done, dtype=torch.bool, device=input_ids.device)
+
+
+class _TokenEntropy:
+    """A StoppingCriteria that never stops: it records, per step, the entropy (nats) of each sequence's
+    sampling distribution. ``generate`` hands stopping criteria the stored scores only with
+    ``output_scores``; those are the processed scores it sampled from (softmax of them is what
+    ``torch.multinomial`` draws from). Each step's scores are released once measured: kept, a real vocabulary
+    would hold steps x sequences x vocab floats (GBs) for nothing."""
+
+    def __init__(self) -> None:
+        self.steps: list[Any] = []  # one (sequences,) tensor per step; stacked once, so no sync per step
+
+    def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+        import torch
+
+        latest = scores[-1]
+        probs = torch.softmax(latest.float(), dim=-1)  # filtered tokens are -inf: probability 0, entropy 0
+        self.steps.append(torch.special.entr(probs).sum(dim=-1))
+        latest.set_()  # free the step's scores (generate has sampled from them already; nothing reads them again)
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+    def per_sequence(self) -> list[list[float]]:
+        import torch
+
+        if not self.steps:
+            return []
+        return torch.stack(self.steps, dim=1).tolist()
 
 
 class HFEngine:
@@ -129,6 +161,9 @@ class HFEngine:
         max_new = max(1, min(params.max_new_tokens, self.context_tokens - width))
         n = params.n
         stopper = _StopAfterAnswer(self.tokenizer, width, len(chunk) * n)
+        entropy = _TokenEntropy() if any(request.params.token_entropy for request, _ in chunk) else None
+        criteria: list[Any] = [stopper] if self.cfg.stop_after_answer else []
+        criteria += [entropy] if entropy is not None else []
         seed = int.from_bytes(hashlib.sha256(f"{params.seed}|{chunk[0][0].request_id}".encode()).digest()[:4], "big")
         torch.manual_seed(seed)
         sampling = params.temperature > 0
@@ -143,16 +178,27 @@ class HFEngine:
                 num_return_sequences=n,
                 pad_token_id=pad,
                 eos_token_id=self.tokenizer.eos_token_id,
-                stopping_criteria=StoppingCriteriaList([stopper]) if self.cfg.stop_after_answer else None,
+                stopping_criteria=StoppingCriteriaList(criteria) if criteria else None,
+                # Scores reach stopping criteria only when generate stores them; _TokenEntropy frees each one.
+                **({"output_scores": True, "return_dict_in_generate": True} if entropy is not None else {}),
             )
-        generated = output[:, width:].tolist()
+        sequences = output.sequences if entropy is not None else output
+        generated = sequences[:, width:].tolist()
+        entropies = entropy.per_sequence() if entropy is not None else []
         results = []
         for i, (request, ids) in enumerate(chunk):
-            completions = tuple(self._completion(generated[i * n + k], max_new) for k in range(n))
+            completions = tuple(
+                self._completion(
+                    generated[i * n + k],
+                    max_new,
+                    entropies[i * n + k] if request.params.token_entropy and entropies else None,
+                )
+                for k in range(n)
+            )
             results.append(GenerationResult(request.request_id, completions, len(ids)))
         return results
 
-    def _completion(self, tokens: list[int], max_new: int) -> Completion:
+    def _completion(self, tokens: list[int], max_new: int, step_entropy: list[float] | None = None) -> Completion:
         eos, pad = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
         length = len(tokens)
         for index, token in enumerate(tokens):
@@ -161,7 +207,10 @@ class HFEngine:
                 break
         text = self.tokenizer.decode(tokens[:length], skip_special_tokens=True)
         stopped = length < max_new or (length > 0 and tokens[length - 1] == eos) or answer_complete(text)
-        return Completion(text, "stop" if stopped else "length", length)
+        # Only the sequence's own tokens: steps after its EOS (padding while others run on) are not its own.
+        own = step_entropy[:length] if step_entropy is not None else []
+        mean_entropy = sum(own) / len(own) if own else None
+        return Completion(text, "stop" if stopped else "length", length, mean_entropy)
 
     def close(self) -> None:
         return None

@@ -13,16 +13,23 @@ Prompts are rendered with the model's chat template to token ids here, so that t
 exact and no second BOS is added; a prompt that does not fit is rejected per request. Every request gets
 its own seed (derived from the stage seed and the request id), so equal prompts still sample differently
 and reruns are reproducible.
+
+``SamplingParams.token_entropy`` asks vLLM for the top ``ENTROPY_TOP_LOGPROBS`` logprobs of every generated
+token, and ``mean_token_entropy`` is an approximation (``top_logprobs_entropy``): vLLM returns only the
+top-k of the model's raw distribution, so the entropy is that of those k tokens renormalised after the
+request's temperature and top-p, not of the whole vocabulary (it is at most ln k: it underestimates a flat
+distribution). Requests that do not ask get no logprobs, so their sampling and outputs are unchanged.
 """
 
 from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 import os
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +40,43 @@ from bard_core.engine import Completion, ErrorKind, GenerationRequest, Generatio
 # The engine core runs in the actor's own process: Ray actors are not `__main__` modules, which vLLM's
 # spawned engine-core process would need.
 ACTOR_ENV = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_CPU_KVCACHE_SPACE": "2", "TOKENIZERS_PARALLELISM": "false"}
+
+
+# Logprobs asked per token for the entropy: vLLM's default cap (max_logprobs), the most it returns unless the
+# engine is configured otherwise.
+ENTROPY_TOP_LOGPROBS = 20
+
+
+def top_logprobs_entropy(logprobs: Iterable[float], temperature: float, top_p: float) -> float:
+    """Entropy (nats) of the sampling distribution, approximated from the top-k raw logprobs of one step:
+    rescaled by the temperature (1 for greedy, whose own distribution is a point mass: the model's entropy
+    is reported, as the hf engine does), renormalised over the k, cut to the top-p nucleus of those."""
+    scale = 1.0 / temperature if temperature > 0 else 1.0
+    scaled = sorted((lp * scale for lp in logprobs), reverse=True)
+    if not scaled:
+        return 0.0
+    total = sum(math.exp(z - scaled[0]) for z in scaled)
+    probs = [math.exp(z - scaled[0]) / total for z in scaled]
+    if temperature > 0 and top_p < 1.0:
+        kept, mass = [], 0.0
+        for q in probs:  # as the sampler does: the smallest prefix whose mass reaches top_p
+            kept.append(q)
+            mass += q
+            if mass >= top_p:
+                break
+        probs = [q / mass for q in kept]
+    return -sum(q * math.log(q) for q in probs if q > 0)
+
+
+def _mean_entropy(
+    positions: Sequence[Mapping[int, Any] | None] | None, temperature: float, top_p: float
+) -> float | None:
+    steps = [
+        top_logprobs_entropy((lp.logprob for lp in position.values()), temperature, top_p)
+        for position in positions or ()
+        if position
+    ]
+    return sum(steps) / len(steps) if steps else None  # None: no generated token carried logprobs
 
 
 def request_seed(seed: int, request_id: str) -> int:
@@ -118,6 +162,8 @@ class VLLMEngine:
                     top_p=p.top_p,
                     max_tokens=min(p.max_new_tokens, room),
                     seed=request_seed(p.seed, request.request_id),
+                    # Only when asked: the request is otherwise exactly what it was before entropy existed.
+                    **({"logprobs": ENTROPY_TOP_LOGPROBS} if p.token_entropy else {}),
                 )
             )
             rendered.accepted.append(request)
@@ -133,8 +179,14 @@ class VLLMEngine:
             else:
                 outputs = self.llm.generate(rendered.prompts, rendered.params, use_tqdm=False)
             for request, output in zip(rendered.accepted, outputs, strict=True):
+                p = request.params
                 completions = tuple(
-                    Completion(o.text, "length" if o.finish_reason == "length" else "stop", len(o.token_ids))
+                    Completion(
+                        o.text,
+                        "length" if o.finish_reason == "length" else "stop",
+                        len(o.token_ids),
+                        _mean_entropy(o.logprobs, p.temperature, p.top_p) if p.token_entropy else None,
+                    )
                     for o in output.outputs
                 )
                 results[request.request_id] = GenerationResult(
