@@ -22,6 +22,9 @@ class OracleEngineConfig(Section):
     """Spread of the compressor's length estimate: larger misses the budget more often."""
     answer_drop_rate: float = Field(default=0.03, ge=0, le=1)
     """Probability that a compression loses the answer (so answer verification matters)."""
+    price: PriceConfig | None = Field(default=None, json_schema_extra=OMIT_DEFAULT)
+    """Token prices, to play a priced teacher API: each result then costs its oracle-counted prompt and
+    completion tokens at these prices (cost_usd in usage and manifests, for dollar budgets). None: free."""
 
 
 class HFEngineConfig(Section):

@@ -11,6 +11,10 @@ It implements the ``Engine`` protocol and reads the problem's worked program fro
   tokens: it estimates from characters with a noisy chars-per-token guess, so it misses sometimes;
   on a retry it recalibrates from the measured length the feedback gives it. With probability
   ``answer_drop_rate`` it loses the answer (reports an intermediate value).
+
+With a ``price`` it charges like an API: ``cost_usd`` of each result is its prompt and completion tokens
+(the oracle's own count, ``oracle_token_count``) at that price, never more than ``worst_case_request_usd``
+of the request. It cannot measure token entropy: ``mean_token_entropy`` stays None.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bard_core.budget import THINK_CLOSE, THINK_OPEN
+from bard_core.config.engines import PriceConfig
 from bard_core.engine import (
     Completion,
     ErrorKind,
@@ -31,6 +36,7 @@ from bard_core.engine import (
     GenerationRequest,
     GenerationResult,
     failed,
+    price_usd,
     refuse_prefix,
 )
 from bard_core.toy import lab
@@ -55,6 +61,7 @@ class OracleSettings:
     detour_rate: float = 1.0
     miss_sigma: float = 0.35
     answer_drop_rate: float = 0.03
+    price: PriceConfig | None = None  # None: free (the toy default)
 
 
 def _rng(*parts: object) -> random.Random:
@@ -218,7 +225,8 @@ class OracleEngine:
                 text = _teacher_completion(meta["problem_meta"], rng, self.settings, request.params.temperature)
             text, finish = _truncate(text, request.params.max_new_tokens)
             completions.append(Completion(text, finish, oracle_token_count(text)))
-        return GenerationResult(request.request_id, tuple(completions), prompt_tokens)
+        cost = price_usd(self.settings.price, prompt_tokens, sum(c.completion_tokens for c in completions))
+        return GenerationResult(request.request_id, tuple(completions), prompt_tokens, cost_usd=cost)
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
         return [refuse_prefix(r, self.backend) if r.prefix else self._one(r) for r in requests]

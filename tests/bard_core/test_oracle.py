@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 
 import pytest
 
 from bard_core.budget import BudgetSpec, HFTokenCounter, parse_think
-from bard_core.engine import GenerationRequest, SamplingParams
+from bard_core.config import OracleEngineConfig, PriceConfig
+from bard_core.engine import GenerationRequest, SamplingParams, Usage, message_chars, worst_case_request_usd
 from bard_core.grading import grade
 from bard_core.prompting import load_prompt
-from bard_core.toy.oracle import OracleEngine, OracleSettings
+from bard_core.sampling import TEACHER_FIELDS, TeacherPrompt, teacher_requests
+from bard_core.toy.oracle import OracleEngine, OracleSettings, oracle_token_count
 from bard_core.toy.tokenizer import toy_corpus, train_toy_tokenizer
 from bard_core.toy.world import ToyFamily, solve, toy_rows
 
@@ -105,3 +108,53 @@ def test_compressor_aims_at_the_budget_and_feedback_helps(budget: int) -> None:
         assert grade(parse_think(text).final, row.answer, "reasoning_gym", row.meta).correct
     assert 0.1 < hits_first / len(rows) < 0.95  # it misses sometimes...
     assert hits_second > hits_first  # ...and the measured length in the feedback helps
+
+
+PRICE = PriceConfig(prompt_usd_per_mtok=3.0, completion_usd_per_mtok=15.0)
+
+
+def _priced_requests(rows, n: int, max_new_tokens: int) -> list[GenerationRequest]:  # type: ignore[no-untyped-def]
+    """The teacher's real prompts (the sample stage's template), so prompt tokens and characters are real."""
+    prompt = TeacherPrompt(load_prompt("teacher_user.txt").require(TEACHER_FIELDS))
+    problems = [{"problem_id": r.problem_id, "problem": r.problem, "meta": json.dumps(r.meta)} for r in rows]
+    return teacher_requests(problems, prompt, SamplingParams(n=n, max_new_tokens=max_new_tokens))
+
+
+def test_a_priced_oracle_charges_its_own_token_counts_at_the_price() -> None:
+    rows = toy_rows(12, 21, FAMILIES)
+    requests = _priced_requests(rows, n=3, max_new_tokens=4096)
+    priced = OracleEngine(OracleSettings(price=PRICE)).generate(requests)
+    free = OracleEngine().generate(requests)
+    assert [c.text for r in priced for c in r.completions] == [c.text for r in free for c in r.completions]
+    assert all(r.cost_usd == 0.0 for r in free)
+    for request, result in zip(requests, priced, strict=True):
+        prompt_tokens = sum(oracle_token_count(m["content"]) for m in request.messages)
+        completion_tokens = sum(oracle_token_count(c.text) for c in result.completions)
+        assert result.prompt_tokens == prompt_tokens > 0
+        expected = (prompt_tokens * 3.0 + completion_tokens * 15.0) / 1e6
+        assert result.cost_usd == pytest.approx(expected, rel=1e-12) and result.cost_usd > 0
+    usage = Usage()
+    usage.add(priced)
+    assert usage.cost_usd == pytest.approx(sum(r.cost_usd for r in priced))
+
+
+def test_the_worst_case_bounds_every_real_oracle_request() -> None:
+    rows = toy_rows(30, 22, FAMILIES)
+    engine = OracleEngine(OracleSettings(price=PRICE))
+    for n, max_new_tokens in ((1, 4096), (4, 4096), (2, 40)):  # answers in full, and cut at max_new_tokens
+        requests = _priced_requests(rows, n, max_new_tokens)
+        for request, result in zip(requests, engine.generate(requests), strict=True):
+            bound = worst_case_request_usd(PRICE, message_chars(request.messages), n, max_new_tokens)
+            assert 0 < result.cost_usd <= bound
+    # Tight where it can be: a prompt of one-character tokens, every sample cut at max_new_tokens.
+    assert worst_case_request_usd(PRICE, 1000, 2, 50) == pytest.approx((1000 * 3.0 + 100 * 15.0) / 1e6)
+    assert worst_case_request_usd(None, 1000, 2, 50) == 0.0
+
+
+def test_the_oracle_price_reaches_the_engine_and_leaves_fingerprints_alone() -> None:
+    from bard_pipeline.infra.engines import build_engine
+
+    assert "price" not in OracleEngineConfig().fingerprint_dump()  # unpriced: artifacts keep their fingerprints
+    assert OracleEngineConfig(price=PRICE).fingerprint_dump()["price"] == PRICE.model_dump()
+    engine = build_engine(OracleEngineConfig(price=PRICE))
+    assert isinstance(engine, OracleEngine) and engine.settings.price == PRICE

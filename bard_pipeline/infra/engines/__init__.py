@@ -31,7 +31,8 @@ class EngineRuntime:
 
 
 def _oracle(cfg: OracleEngineConfig) -> Engine:
-    return OracleEngine(OracleSettings(**cfg.model_dump(exclude={"kind"})))
+    # The price stays a PriceConfig (model_dump would make it a dict).
+    return OracleEngine(OracleSettings(**cfg.model_dump(exclude={"kind", "price"}), price=cfg.price))
 
 
 def _hf(cfg: HFEngineConfig, runtime: EngineRuntime) -> Engine:

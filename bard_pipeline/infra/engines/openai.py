@@ -29,7 +29,17 @@ import httpx
 
 from bard_core.budget import THINK_OPEN, parse_think, render_assistant
 from bard_core.config import OpenAIEngineConfig
-from bard_core.engine import Completion, ErrorKind, GenerationRequest, GenerationResult, failed, refuse_prefix
+from bard_core.engine import (
+    Completion,
+    ErrorKind,
+    GenerationRequest,
+    GenerationResult,
+    failed,
+    message_chars,
+    price_usd,
+    refuse_prefix,
+    worst_case_request_usd,
+)
 from bard_pipeline.infra.engines.budget import QueryBudget
 
 log = logging.getLogger(__name__)
@@ -91,14 +101,12 @@ class OpenAIEngine:
             ) from None
 
     def _price(self, prompt_tokens: float, completion_tokens: float) -> float:
-        price = self.cfg.price
-        if price is None:
-            return 0.0
-        return (prompt_tokens * price.prompt_usd_per_mtok + completion_tokens * price.completion_usd_per_mtok) / 1e6
+        return price_usd(self.cfg.price, prompt_tokens, completion_tokens)
 
     def _worst_case_usd(self, request: GenerationRequest) -> float:
-        prompt_chars = sum(len(m["content"]) for m in request.messages)  # >= prompt tokens for real tokenizers
-        return self._price(prompt_chars, request.params.n * request.params.max_new_tokens)
+        # The one definition (bard_core.engine) that planners of a dollar budget use too.
+        p = request.params
+        return worst_case_request_usd(self.cfg.price, message_chars(request.messages), p.n, p.max_new_tokens)
 
     def _backoff_s(self, attempt: int, retry_after: str | None) -> float:
         if retry_after:
