@@ -75,6 +75,7 @@ def curriculum_trainer() -> type[Any]:
 
         def __init__(self, *args: Any, instruction_records: int, instruction_steps: int, **kwargs: Any) -> None:
             self.instruction_records, self.instruction_steps = instruction_records, instruction_steps
+            self.instruction_samples = 0  # what the sampler gave the instruction phase (reported by the loop)
             super().__init__(*args, **kwargs)
             if self.args.max_steps <= 0:
                 raise ValueError("a curriculum run needs its planned total as args.max_steps (planned_steps)")
@@ -93,6 +94,7 @@ def curriculum_trainer() -> type[Any]:
                 self.args.max_steps * per_step,
                 seed,
             )
+            self.instruction_samples = self.instruction_steps * per_step
             return PhaseSampler(order)
 
     return CurriculumSFTTrainer

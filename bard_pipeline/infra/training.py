@@ -314,6 +314,7 @@ def sft_loop(config: dict[str, Any]) -> None:
                 "eval_loss": evaluation.get("eval_loss", float("nan")),
                 "resumed": resume is not None,
                 "precision": json.dumps(precision.stats()),
+                "instruction_samples": getattr(trainer, "instruction_samples", 0),  # 0: no curriculum
             },
         )
 

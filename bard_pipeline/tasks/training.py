@@ -278,6 +278,8 @@ def sft(ctx: StageContext, dataset: ArtifactRef, student: ModelLocation) -> Arti
         local, metrics = _fit_and_store(ctx, writer, sft_loop, job)
         probes = _probe(ctx, writer, {"sft": local}, section, rl_validation, earlier)
         tokens_per_s = metrics["train_tokens"] / max(metrics.get("train_runtime_s", 0.0), 1e-9)
+        if curriculum:  # the worker's own count of instruction-phase samples: what its sampler really gave
+            curriculum["instruction_samples"] = metrics.get("instruction_samples")
         return StageResult(
             stats={
                 "records": records,

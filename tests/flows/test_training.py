@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from bard_core.prompting import load_prompt
 from bard_pipeline.infra.local_cache import local_artifact_dir
 from tests.flows.conftest import SmokeRun
 from tests.support.flows import artifact, run_flow, statuses
@@ -74,3 +75,27 @@ def test_a_worker_killed_mid_training_resumes_from_the_last_checkpoint(
     expected = "bf16" if cpu_hardware().native_bf16 else "fp32"  # this machine's own answer, not forced
     assert sft.stats["precision"]["precision"] == expected, sft.stats["precision"]
     assert not (tmp_path / "store" / "_scratch" / "ray_train" / f"sft-{sft.fingerprint}").exists()
+
+
+def test_a_curriculum_sft_trains_its_total_steps_and_resumes_inside_the_instruction_phase(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Killed at step 15, restarted from the step-10 checkpoint: inside the 12 instruction steps, so the
+    # resumed run must finish the instruction phase and then train 8 reasoning steps: 20 in all.
+    marker = tmp_path / "killed"
+    monkeypatch.setenv("BARD_KILL_TRAIN_WORKER_AT_STEP", f"15:{marker}")
+    curriculum = ["sft.curriculum={instruction_steps: 12}", "sft.probe.problems=0"]
+    state, record, store = run_flow([f"store.root=file://{tmp_path}/store", *curriculum], until="sft")
+    assert state.is_completed(), state.message
+    assert marker.exists(), "the worker was not killed"
+    sft = store.manifest(artifact(record, "sft"))
+    assert sft.stats["train"]["resumed"] is True and sft.stats["train"]["global_step"] == 20
+    problems = {r["problem_id"] for r in store.read_table(artifact(record, "materialize"), "rl_train").to_pylist()}
+    curriculum = sft.stats["curriculum"]
+    assert curriculum["instruction_steps"] == 12 and curriculum["reasoning_steps"] == 8
+    assert curriculum["instruction_samples"] == 12 * 8  # the worker's sampler: 12 steps of batch 8, 1 worker
+    assert curriculum["instruction_records"] + curriculum["instruction_dropped_overlength"] == len(problems)
+    assert sft.rows["sft_kept_instruction"] == curriculum["instruction_records"] > 0
+    kept = store.read_table(artifact(record, "sft"), "sft_kept_instruction").to_pylist()
+    assert {r["kind"] for r in kept} == {"instruction"} and len({r["problem_id"] for r in kept}) == len(kept)
+    assert sft.prompts == {"plain_user.txt": load_prompt("plain_user.txt").sha256}  # fingerprinted by content

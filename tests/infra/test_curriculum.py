@@ -76,6 +76,7 @@ def test_the_instruction_phase_trains_only_on_instruction_records(toy_model_dir:
     trainer = _trainer(toy_model_dir, tmp_path, SECTION)
     order = list(trainer._get_train_sampler())
     assert len(order) == 4 * 2  # exactly max_steps x batch samples: the run is one pass over the sampler
+    assert trainer.instruction_samples == 2 * 2
     assert all(i < INSTRUCTIONS for i in order[:4]) and all(i >= INSTRUCTIONS for i in order[4:])
     rows = [tuple(trainer.train_dataset[i]["input_ids"]) for i in range(INSTRUCTIONS + REASONING)]
     result = trainer.train()
