@@ -59,12 +59,23 @@ def test_a_two_arm_experiment_shares_artifacts_and_reports_its_generations(tmp_p
     assert [c["kind"] for c in comparison["claims"]] == ["length_follows_budget", "beats"]
     markdown = _text(store, report, "report.md")
     assert "## What was measured" in markdown and "## Claims" in markdown and "sft_only" in markdown
+    sample = store.manifest(ArtifactRef.parse(records["bard"]["stages"]["sample"]["artifact"]))
+    for arm, record in records.items():  # both arms rest on one teacher run: each counts what it cost
+        assert comparison["cost"][arm]["teacher"] == record["cost"]["teacher"]
+        assert record["cost"]["teacher"]["requests"] == sample.usage["calls"] > 0
+    assert "teacher (requests · tokens · $)" in markdown and "## Accuracy against teacher cost" in markdown
+    assert _png(store, report, "plots/accuracy_vs_teacher_cost.png")
     assert store.read_run(result["run"])["stages"]["experiment"]["status"] == "executed"
 
     again, records2, _ = _run(f"file://{tmp_path}/store")
     assert again["report"] == result["report"]
     assert all(set(statuses(r).values()) == {"skipped"} for r in records2.values())
     assert store.read_run(again["run"])["stages"]["experiment"]["status"] == "skipped"
+
+
+def _png(store: ArtifactStore, ref: ArtifactRef, name: str) -> bool:
+    entry = next(e for e in store.manifest(ref).files if e.name == name)
+    return store.read_bytes(ref, entry).startswith(b"\x89PNG")
 
 
 def _text(store: ArtifactStore, ref: ArtifactRef, name: str) -> str:
