@@ -55,12 +55,13 @@ def traces_from_results(
     counter: TokenCounter,
     teacher: str,
     selection: GoldSelection,
+    author: str = "teacher",
 ) -> list[dict[str, Any]]:
     """One row per sample (a failed request leaves one row carrying the error); gold marked per problem."""
     rows: list[dict[str, Any]] = []
     for problem, result in zip(problems, results, strict=True):
         if result.error is not None:
-            rows.append(_error_row(problem["problem_id"], teacher, result.error))
+            rows.append(_error_row(problem["problem_id"], teacher, author, result.error))
             continue
         judged = _judged(problem, [c.text for c in result.completions], counter)
         problem_rows = []
@@ -70,6 +71,7 @@ def traces_from_results(
                     "problem_id": problem["problem_id"],
                     "sample_idx": idx,
                     "teacher": teacher,
+                    "author": author,
                     "reasoning": verdict.reasoning,
                     "final": verdict.final,
                     "pred_answer": verdict.pred_answer,
@@ -104,11 +106,12 @@ def _judged(problem: Mapping[str, Any], texts: Sequence[str], counter: TokenCoun
 _NO_BUDGET = BudgetSpec((1,))
 
 
-def _error_row(problem_id: str, teacher: str, error: str) -> dict[str, Any]:
+def _error_row(problem_id: str, teacher: str, author: str, error: str) -> dict[str, Any]:
     return {
         "problem_id": problem_id,
         "sample_idx": 0,
         "teacher": teacher,
+        "author": author,
         "reasoning": None,
         "final": "",
         "pred_answer": None,
@@ -128,9 +131,11 @@ def sample_batch(
     prompt: TeacherPrompt,
     params: SamplingParams,
     selection: GoldSelection,
+    author: str = "teacher",
 ) -> tuple[list[dict[str, Any]], Usage]:
-    """Sample, grade and select gold for a batch of problems (the unit of work of one engine replica)."""
+    """Sample, grade and select gold for a batch of problems (the unit of work of one engine replica);
+    ``author`` says whose traces these are (the teacher's, or BRIDGE's amplifying assistant's)."""
     results = engine.generate(teacher_requests(problems, prompt, params))
     usage = Usage()
     usage.add(results)
-    return traces_from_results(problems, results, counter, engine.model, selection), usage
+    return traces_from_results(problems, results, counter, engine.model, selection, author), usage

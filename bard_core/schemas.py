@@ -40,7 +40,8 @@ TRACES = pa.schema(
     [
         pa.field("problem_id", pa.string(), nullable=False),
         pa.field("sample_idx", pa.int32(), nullable=False),
-        pa.field("teacher", pa.string(), nullable=False),
+        pa.field("teacher", pa.string(), nullable=False),  # the model that wrote the trace
+        pa.field("author", pa.string(), nullable=False),  # its role: "teacher", or "assistant" (BRIDGE's TA)
         pa.field("reasoning", pa.string()),  # null when the output had no think block
         pa.field("final", pa.string(), nullable=False),
         pa.field("pred_answer", pa.string()),  # null when no answer could be parsed
@@ -50,6 +51,37 @@ TRACES = pa.schema(
         pa.field("gen_tokens", pa.int32(), nullable=False),  # teacher tokenizer
         pa.field("is_gold", pa.bool_(), nullable=False),
         pa.field("error", pa.string()),
+    ]
+)
+
+# BRIDGE's `select` stage: every training problem, its TA scores (null where not scored) and the choice.
+SELECTION = pa.schema(
+    [
+        pa.field("problem_id", pa.string(), nullable=False),
+        pa.field("scored", pa.bool_(), nullable=False),  # in the scored pool
+        pa.field("samples", pa.int32(), nullable=False),  # TA samples scored (0: not scored)
+        pa.field("answers", pa.list_(pa.string())),  # the TA's parsed answers (null entries: none parsed)
+        pa.field("answer_entropy_bits", pa.float64()),
+        pa.field("token_entropy", pa.float64()),  # mean per-token entropy (nats); null where the engine had none
+        pa.field("pass_rate", pa.float64()),  # share of the TA samples graded correct (logged, not used)
+        pa.field("difficulty", pa.float64()),
+        pa.field("cluster", pa.int32()),
+        pa.field("chosen", pa.bool_(), nullable=False),
+        pa.field("rank", pa.int32()),  # order of choice; null when not chosen
+        pa.field("error", pa.string()),  # the TA request's error, if it failed
+    ]
+)
+
+# What a `select` engine actor returns per scored problem (the rest of SELECTION is decided on the driver).
+SELECTION_SCORES = pa.schema(
+    [
+        SELECTION.field("problem_id"),
+        SELECTION.field("samples"),
+        SELECTION.field("answers"),
+        SELECTION.field("answer_entropy_bits"),
+        SELECTION.field("token_entropy"),
+        SELECTION.field("pass_rate"),
+        SELECTION.field("error"),
     ]
 )
 

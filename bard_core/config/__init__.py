@@ -16,6 +16,7 @@ from bard_core.config.base import (
     Section,
     StoreConfig,
 )
+from bard_core.config.bridge import AmplifyConfig, BridgeConfig, ScoringConfig, TeacherBudgetConfig
 from bard_core.config.engines import (
     EngineConfig,
     HFEngineConfig,
@@ -74,6 +75,10 @@ from bard_core.config.watch import (
 )
 
 __all__ = [
+    "AmplifyConfig",
+    "BridgeConfig",
+    "ScoringConfig",
+    "TeacherBudgetConfig",
     "BUILT_MODEL_KINDS",
     "EXECUTION",
     "OMIT_DEFAULT",

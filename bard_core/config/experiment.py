@@ -26,6 +26,7 @@ class ClaimKind(str, Enum):
     LENGTH_FOLLOWS_BUDGET = "length_follows_budget"  # the arm's reasoning length follows the requested budget
     BEATS = "beats"  # the arm is more accurate than `other`, paired over the same problems and budgets
     FEWER_SHORT_WRONG = "fewer_short_wrong"  # the arm gives fewer short wrong answers than `other`
+    NOT_WORSE = "not_worse"  # the arm is not less accurate than `other`: the paired interval reaches 0 or above
 
 
 class ArmConfig(Section):

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field, model_validator
 
 from bard_core.config.base import RayConfig, Section, StoreConfig
+from bard_core.config.bridge import BridgeConfig
 from bard_core.config.evaluate import EvaluateConfig
 from bard_core.config.models import HubModelSpec, ModelSpec, PathModelSpec, default_models
 from bard_core.config.stages import (
@@ -36,6 +37,9 @@ class RunConfig(Section):
     """The budget contract: tiers, fidelity shape, tolerance, prompt."""
     ingest: IngestConfig = IngestConfig()
     """The `ingest` stage: problem sources."""
+    bridge: BridgeConfig = BridgeConfig()
+    """BRIDGE (off by default): a teacher assistant chooses the problems the teacher is asked about
+    (`select`), is fine-tuned on the answers (`assistant`) and labels the rest (`amplify`)."""
     sample: SampleConfig = SampleConfig()
     """The `sample` stage: teacher sampling."""
     compress: CompressConfig = CompressConfig()
@@ -59,6 +63,19 @@ class RunConfig(Section):
             raise ValueError(
                 f"rl.budget_weights has budget(s) {outside} outside the tiers {list(self.budget.tiers_tokens)}; "
                 "use tiers from budget.tiers_tokens or add these to it"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _bridge_models(self) -> RunConfig:
+        # A TA name that is neither in the catalog, a folder nor a hub id ("org/name") is a typo, not a model.
+        b = self.bridge
+        uses_assistant = b.enabled and (b.amplify.enabled or b.selector.needs_scores)
+        known = b.assistant in self.models or "/" in b.assistant or Path(b.assistant).expanduser().is_dir()
+        if uses_assistant and not known:
+            raise ValueError(
+                f"bridge.assistant {b.assistant!r} is not in `models`, not a folder and not a hub id; "
+                "add it to `models` (e.g. toy-ta: {kind: toy_pretrained, ...})"
             )
         return self
 

@@ -3,7 +3,10 @@
 - `tokenizer`   the student's tokenizer, which defines the budget unit (reasoning tokens);
 - `model`       the models the engines load (built ones, e.g. a GGUF conversion, are stored);
 - `ingest`      problems with reference answers, rejected rows recorded;
-- `sample`      n teacher chains of thought per problem, graded; the gold trace selected;
+- `select`      (BRIDGE) the teacher assistant scores the problems; those the teacher budget buys are chosen;
+- `sample`      n teacher chains of thought per (chosen) problem, graded; the gold trace selected;
+- `assistant`   (BRIDGE) the teacher assistant fine-tuned on the teacher's gold traces;
+- `amplify`     (BRIDGE) the refined assistant writes and grades traces for every other training problem;
 - `compress`    each gold trace rewritten to every smaller budget tier, validated (length within
                 tolerance, answer still correct), retried with feedback, rejections recorded;
 - `materialize` budget-conditioned SFT records and RL prompts, split by problem, with a card;
@@ -27,6 +30,8 @@ from prefect.runtime import flow_run
 from bard_core.config import RunConfig
 from bard_core.recipes import resolve_config
 from bard_pipeline.infra.store import ArtifactRef
+from bard_pipeline.tasks.amplify import amplify
+from bard_pipeline.tasks.assistant import assistant
 from bard_pipeline.tasks.compress import compress
 from bard_pipeline.tasks.context import close_context, open_context
 from bard_pipeline.tasks.evaluate import evaluate
@@ -34,9 +39,17 @@ from bard_pipeline.tasks.ingest import ingest
 from bard_pipeline.tasks.materialize import materialize
 from bard_pipeline.tasks.models import ModelLocation, engine_models, prepare_models
 from bard_pipeline.tasks.sample import sample
+from bard_pipeline.tasks.select import select_problems
 from bard_pipeline.tasks.stage import StageContext
 from bard_pipeline.tasks.tokenizer import build_tokenizer
-from bard_pipeline.tasks.training import needed_training, rl, rl_start, sft, student_checkpoints
+from bard_pipeline.tasks.training import (
+    checkpoint_location,
+    needed_training,
+    rl,
+    rl_start,
+    sft,
+    student_checkpoints,
+)
 
 
 def _run_name() -> str:
@@ -47,6 +60,22 @@ def _run_name() -> str:
     except Exception:  # an invalid config fails inside the flow, where its message is logged
         return f"{Path(recipe).stem if recipe else 'defaults'}-invalid-config"
     return f"{cfg.name}-{cfg.sample.engine.model}"
+
+
+def _teacher_traces(
+    ctx: StageContext, problems: ArtifactRef, tokenizer: ArtifactRef, models: dict[str, ModelLocation]
+) -> ArtifactRef:
+    """`sample`, and with BRIDGE: `select` before it, `assistant` and `amplify` after it (the traces the
+    teacher wrote for the chosen few, and the refined assistant's for the rest)."""
+    bridge = ctx.cfg.bridge
+    if not bridge.enabled:
+        return sample(ctx, problems, tokenizer, models)
+    selection = select_problems(ctx, problems, tokenizer, models)
+    traces = sample(ctx, problems, tokenizer, models, selection)
+    if not bridge.amplify.enabled:
+        return traces
+    refined = assistant(ctx, traces, problems, models[bridge.assistant])
+    return amplify(ctx, problems, traces, tokenizer, checkpoint_location(refined))
 
 
 def _train_and_evaluate(
@@ -89,7 +118,7 @@ def distill(
         tokenizer = build_tokenizer(ctx)
         models = prepare_models(ctx, tokenizer, [*engine_models(cfg), cfg.student.model])
         problems = ingest(ctx)
-        traces = sample(ctx, problems, tokenizer, models)
+        traces = _teacher_traces(ctx, problems, tokenizer, models)
         tiers = compress(ctx, traces, problems, tokenizer, models)
         dataset = materialize(ctx, tiers, traces, problems)
         _train_and_evaluate(ctx, dataset, problems, tokenizer, models[cfg.student.model])

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bard_core import schemas
+from bard_core.bridge.scoring import score_batch
 from bard_core.budget import BudgetSpec, HFTokenCounter
 from bard_core.compression import CompressionJob, CompressorPrompts, compress_batch
 from bard_core.config import EngineConfig
@@ -62,6 +63,7 @@ class SampleJobSpec:
     system_prompt: str | None
     params: SamplingParams
     selection: GoldSelection
+    author: str = "teacher"  # whose traces these are: the teacher's, or BRIDGE's assistant's (`amplify`)
 
     def __call__(self) -> SampleJob:
         return SampleJob(self)
@@ -79,12 +81,40 @@ class SampleJob:
 
     def process(self, rows: Sequence[Mapping[str, Any]]) -> tuple[list[list[dict[str, Any]]], Usage]:
         traces, usage = sample_batch(
-            self.engine, self.counter, rows, self.prompt, self.spec.params, self.spec.selection
+            self.engine, self.counter, rows, self.prompt, self.spec.params, self.spec.selection, self.spec.author
         )
         by_problem: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for trace in traces:
             by_problem[trace["problem_id"]].append(trace)
         return [by_problem[row["problem_id"]] for row in rows], usage
+
+
+@dataclass(frozen=True)
+class ScoreJobSpec:
+    """BRIDGE's `select`: k samples of the teacher assistant per problem, scored (``bard_core.bridge.scoring``)."""
+
+    worker: EngineWorker
+    user_prompt: str
+    system_prompt: str | None
+    params: SamplingParams
+
+    def __call__(self) -> ScoreJob:
+        return ScoreJob(self)
+
+
+class ScoreJob:
+    schema = schemas.SELECTION_SCORES
+
+    def __init__(self, spec: ScoreJobSpec) -> None:
+        self.spec = spec
+        self.engine, self.counter = spec.worker.build()
+        self.backend = self.engine.backend
+        system = load_prompt(spec.system_prompt) if spec.system_prompt else None
+        self.prompt = TeacherPrompt(load_prompt(spec.user_prompt), system)
+
+    def process(self, rows: Sequence[Mapping[str, Any]]) -> tuple[list[list[dict[str, Any]]], Usage]:
+        scores, usage = score_batch(self.engine, self.counter, rows, self.prompt, self.spec.params)
+        return [[score] for score in scores], usage
 
 
 @dataclass(frozen=True)

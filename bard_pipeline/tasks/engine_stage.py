@@ -57,10 +57,12 @@ def run_engine_stage(
     make_job: Callable[[EngineWorker], Callable[[], BatchJob]],
     schema: pa.Schema,
     group_by: tuple[str, ...] = (),
+    max_requests: int | None = None,
 ) -> tuple[dict[str, float], str]:
     """Process ``inputs`` in fixed shards, each output conformed to ``schema``; returns the stage's usage
     and throughput figures, and what ran. No input still commits one empty shard: the table exists. An engine
-    call gets rows of one ``group_by`` group only (e.g. one token limit)."""
+    call gets rows of one ``group_by`` group only (e.g. one token limit). ``max_requests`` caps an
+    OpenAI-compatible engine's query ledger below its own `max_requests` (BRIDGE's teacher budget)."""
     log = logger()
     stage = writer.ref.stage
 
@@ -87,7 +89,7 @@ def run_engine_stage(
     new: dict[str, Any] = {}
     if todo:
         ctx.ray.ensure()
-        budget_actor = _start_budget(setup.engine, writer)
+        budget_actor = _start_budget(setup.engine, writer, max_requests)
         try:
             worker = EngineWorker(
                 engine=setup.engine,
@@ -118,17 +120,21 @@ def run_engine_stage(
     return _accounting(writer.resumed_usage, new, setup.resources, count, len(resumed)), backend
 
 
-def _start_budget(engine: EngineConfig, writer: ArtifactWriter) -> Any:
-    if not isinstance(engine, OpenAIEngineConfig) or (engine.max_requests is None and engine.max_cost_usd is None):
+def _start_budget(engine: EngineConfig, writer: ArtifactWriter, cap_requests: int | None = None) -> Any:
+    if not isinstance(engine, OpenAIEngineConfig):
+        return None
+    limits = [n for n in (engine.max_requests, cap_requests) if n is not None]
+    max_requests = min(limits) if limits else None
+    if max_requests is None and engine.max_cost_usd is None:
         return None
     from bard_pipeline.infra.engines.budget import start_budget_actor
 
     spent_calls = int(writer.resumed_usage.get("calls", 0))
     spent_usd = float(writer.resumed_usage.get("cost_usd", 0.0))
-    actor = start_budget_actor(engine.max_requests, engine.max_cost_usd, spent_calls, spent_usd)
+    actor = start_budget_actor(max_requests, engine.max_cost_usd, spent_calls, spent_usd)
     logger().info(
         "query budget: max_requests=%s max_cost_usd=%s (already spent: %d calls, $%.4f)",
-        engine.max_requests,
+        max_requests,
         engine.max_cost_usd,
         spent_calls,
         spent_usd,

