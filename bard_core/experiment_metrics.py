@@ -174,6 +174,13 @@ def _beats(claim: ClaimConfig, ev: Evidence) -> tuple[bool, str]:
     return d["ci_low"] > 0, f"paired accuracy {claim.arm} − {claim.other}: {_pt(d)} over {d['problems']} problems"
 
 
+def _not_worse(claim: ClaimConfig, ev: Evidence) -> tuple[bool, str]:
+    # "Within the interval of" / "not worse than": the paired difference's interval does not lie below 0.
+    assert claim.other is not None  # validated
+    d = _pooled(claim, ev, correct, claim.arm, claim.other)
+    return d["ci_high"] >= 0, f"paired accuracy {claim.arm} − {claim.other}: {_pt(d)} over {d['problems']} problems"
+
+
 def _fewer_short_wrong(claim: ClaimConfig, ev: Evidence) -> tuple[bool, str]:
     assert claim.other is not None  # validated
     d = _pooled(claim, ev, short_wrong(ev.spec), claim.other, claim.arm)
@@ -189,6 +196,7 @@ CLAIM_RULES: dict[ClaimKind, Callable[[ClaimConfig, Evidence], tuple[bool, str]]
     ClaimKind.LENGTH_FOLLOWS_BUDGET: _length_follows,
     ClaimKind.BEATS: _beats,
     ClaimKind.FEWER_SHORT_WRONG: _fewer_short_wrong,
+    ClaimKind.NOT_WORSE: _not_worse,
 }
 """Each claim's decision: (held, the numbers that decide it)."""
 
@@ -196,6 +204,7 @@ _STATEMENTS: dict[ClaimKind, str] = {
     ClaimKind.LENGTH_FOLLOWS_BUDGET: "{arm}: reasoning length follows the budget",
     ClaimKind.BEATS: "{arm} is more accurate than {other} at the same budgets",
     ClaimKind.FEWER_SHORT_WRONG: "{arm} gives fewer short wrong answers than {other}",
+    ClaimKind.NOT_WORSE: "{arm} is not less accurate than {other} (paired interval reaches 0)",
 }
 
 
