@@ -28,6 +28,8 @@ from bard_core.sampling import TEACHER_FIELDS, TeacherPrompt, teacher_requests
 from bard_core.toy import lab
 from bard_core.toy.oracle import OracleEngine, OracleSettings
 
+# Bump when the corpus this module writes changes, so models pretrained on the old one are not reused.
+CORPUS_VERSION = 1
 TEACHER_TEMPLATE = "teacher_user.txt"  # the sample stage's default prompt_template: what the teacher sees
 # The teacher of the toy recipe samples at 0.7; error_rate 0 keeps the corpus correct.
 CORPUS_TEMPERATURE = 0.7

@@ -17,6 +17,8 @@ from prefect.cache_policies import NO_CACHE
 
 from bard_core.config import BUILT_MODEL_KINDS, HubModelSpec, PathModelSpec, RunConfig, ToyRandomModelSpec
 from bard_core.config.models import ToyPretrainedModelSpec
+from bard_core.toy.oracle import ORACLE_VERSION
+from bard_core.toy.pretrain_corpus import CORPUS_VERSION, TEACHER_TEMPLATE
 from bard_pipeline.infra.engines import loads_weights
 from bard_pipeline.infra.local_cache import STORE_SCHEME, local_artifact_dir
 from bard_pipeline.infra.models import MODEL_PREFIX, build_model
@@ -58,7 +60,13 @@ def _prepare(ctx: StageContext, tokenizer: ArtifactRef, name: str) -> ModelLocat
     assert spec.kind in BUILT_MODEL_KINDS
     toy = isinstance(spec, ToyRandomModelSpec | ToyPretrainedModelSpec)  # built over the student tokenizer
     inputs = {"tokenizer": tokenizer} if toy else {}
-    stage = StageSpec("model", VERSION, stage_config(spec), inputs=inputs, label=f"model:{name}")
+    # A pretrained toy model is also what its corpus is: the oracle that wrote it, its code and its prompt.
+    corpus = isinstance(spec, ToyPretrainedModelSpec)
+    decisive = {"oracle_version": ORACLE_VERSION, "corpus_version": CORPUS_VERSION} if corpus else {}
+    prompts = (TEACHER_TEMPLATE,) if corpus else ()
+    stage = StageSpec(
+        "model", VERSION, stage_config(spec, **decisive), prompts=prompts, inputs=inputs, label=f"model:{name}"
+    )
 
     def build(writer: ArtifactWriter) -> StageResult:
         tokenizer_dir = local_artifact_dir(ctx.store, tokenizer, TOKENIZER_PREFIX) if inputs else None
