@@ -103,7 +103,7 @@ def validate(
     for recipe in recipes:
         try:
             cfg = load_config(recipe)
-            validate_trl(cfg.sft, cfg.rl)  # builds trl.SFTConfig / trl.GRPOConfig
+            validate_trl(cfg.sft, cfg.rl, cfg.bridge.sft if cfg.bridge.enabled else None)  # trl.SFTConfig / GRPOConfig
             console.print(f"[green]ok[/green]   {recipe}")
         except (ConfigError, TrainingConfigError) as exc:
             failed += 1

@@ -116,9 +116,9 @@ def check_trl_args(section: SFTStageConfig | RLStageConfig) -> None:
         trl_args(section, out, not use_gpu, training_precision(section.trl, use_gpu))
 
 
-def validate_trl(sft: SFTStageConfig, rl: RLStageConfig) -> None:
-    """Build both TRL configs, as `bard validate` does."""
-    for section in (sft, rl):
+def validate_trl(sft: SFTStageConfig, rl: RLStageConfig, assistant: SFTStageConfig | None = None) -> None:
+    """Build the TRL configs (and BRIDGE's assistant SFT, when the run has one), as `bard validate` does."""
+    for section in (sft, rl, *([assistant] if assistant else [])):
         check_trl_args(section)
 
 

@@ -89,7 +89,8 @@ def _data_stage_refs(overrides: list[str]) -> tuple[ArtifactRef, ArtifactRef]:
     cfg = load_config(None, overrides)
     problems, tokenizer = ArtifactRef("ingest", "a" * 20), ArtifactRef("tokenizer", "b" * 20)
     traces = ArtifactRef("sample", "c" * 20)
-    sample = sample_spec(cfg, engine_setup(cfg.sample.engine, cfg.sample.resources, tokenizer, {}), problems, tokenizer)
+    setup = engine_setup(cfg.sample.engine, cfg.sample.resources, tokenizer, {})
+    sample = sample_spec(cfg, setup, problems, tokenizer, None)
     setup = engine_setup(cfg.compress.engine, cfg.compress.resources, tokenizer, {})
     return sample.ref(), compress_spec(cfg, setup, traces, problems, tokenizer).ref()
 
