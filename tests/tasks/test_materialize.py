@@ -42,9 +42,9 @@ def test_an_exported_dataset_loads_with_its_splits(tmp_path: Path, monkeypatch: 
     ids = [f"p{i}" for i in range(PROBLEMS)]
     problems = [{"problem_id": p, "source": "t", "problem": f"What is {i}+1?", "answer": str(i + 1), "split": "train",
                  "grader": "math", "meta": "{}"} for i, p in enumerate(ids)]  # fmt: skip
-    traces = [{"problem_id": p, "sample_idx": 0, "teacher": "t", "author": "teacher", "reasoning": "long " * 40, "final": "\\boxed{1}",
-               "pred_answer": "1", "correct": True, "reasoning_tokens": 40, "finish_reason": "stop", "gen_tokens": 45,
-               "is_gold": True, "error": None} for p in ids]  # fmt: skip
+    traces = [{"problem_id": p, "sample_idx": 0, "teacher": "t", "author": "teacher", "reasoning": "long " * 40,
+               "final": "\\boxed{1}", "pred_answer": "1", "correct": True, "reasoning_tokens": 40,
+               "finish_reason": "stop", "gen_tokens": 45, "is_gold": True, "error": None} for p in ids]  # fmt: skip
     tiers = [{"problem_id": p, "budget_tokens": 16, "source_tokens": 40, "reasoning": "a b", "final": "\\boxed{1}",
               "reasoning_tokens": 14, "answer_kept": True, "valid": True, "attempts": 1, "reject_reason": None,
               "compressor": "t"} for p in ids]  # fmt: skip
