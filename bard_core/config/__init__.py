@@ -39,6 +39,7 @@ from bard_core.config.models import (
     HubModelSpec,
     ModelSpec,
     PathModelSpec,
+    ToyPretrainedModelSpec,
     ToyRandomModelSpec,
 )
 from bard_core.config.run import RunConfig
@@ -124,6 +125,7 @@ __all__ = [
     "TeacherBudgetConfig",
     "TeacherSource",
     "ToyFamilyConfig",
+    "ToyPretrainedModelSpec",
     "ToyRandomModelSpec",
     "ToySourceConfig",
     "ToyTokenizerConfig",

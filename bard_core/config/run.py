@@ -9,7 +9,7 @@ from pydantic import Field, model_validator
 from bard_core.config.base import RayConfig, Section, StoreConfig
 from bard_core.config.bridge import BridgeConfig
 from bard_core.config.evaluate import EvaluateConfig
-from bard_core.config.models import HubModelSpec, ModelSpec, PathModelSpec, default_models
+from bard_core.config.models import HubModelSpec, ModelSpec, PathModelSpec, ToyPretrainedModelSpec, default_models
 from bard_core.config.stages import (
     BudgetConfig,
     CompressConfig,
@@ -77,7 +77,22 @@ class RunConfig(Section):
                 f"bridge.assistant {b.assistant!r} is not in `models`, not a folder and not a hub id; "
                 "add it to `models` (e.g. toy-ta: {kind: toy_pretrained, ...})"
             )
+        spec = self.models.get(b.assistant)
+        if uses_assistant and isinstance(spec, ToyPretrainedModelSpec):
+            self._assistant_prior_is_not_the_task(spec)
         return self
+
+    def _assistant_prior_is_not_the_task(self, spec: ToyPretrainedModelSpec) -> None:
+        """A toy TA pretrained on the task's own problems would be teacher data the budget never paid for."""
+        from bard_core.toy.pretrain_corpus import check_disjoint_from
+
+        for i, source in enumerate(self.ingest.sources):
+            for family in getattr(source, "families", ()):
+                if family.family.is_lab:
+                    try:
+                        check_disjoint_from(spec.corpus.difficulty(), family.difficulty)
+                    except ValueError as exc:
+                        raise ValueError(f"models.{self.bridge.assistant} against ingest.sources[{i}]: {exc}") from None
 
     def model_spec(self, name: str) -> ModelSpec:
         """The catalog entry for ``name``; otherwise an existing folder, else a Hugging Face id."""

@@ -156,3 +156,18 @@ def test_rl_options_at_their_default_leave_the_fingerprint_as_it_was() -> None:
     explicit = load_config(None, ["rl.reward=multiplicative", "rl.init=sft"]).rl.fingerprint_dump()
     assert explicit == dump
     assert load_config(None, ["rl.reward=additive"]).rl.fingerprint_dump() == {**dump, "reward": "additive"}
+
+
+def test_bridge_config_refuses_what_would_spend_the_budget_wrongly() -> None:
+    from bard_core.recipes import ConfigError, resolve_config
+
+    cfg = resolve_config("toy-bridge", [], None)
+    assert cfg.bridge.enabled and cfg.bridge.teacher_budget.share == 0.05
+    with pytest.raises(ConfigError, match="exactly one of requests, share, usd"):
+        resolve_config("toy-bridge", ["bridge.teacher_budget={share: 0.05, requests: 10}"], None)
+    with pytest.raises(ConfigError, match="must load the assistant"):
+        resolve_config("toy-bridge", ["bridge.engine.model=toy-student"], None)
+    with pytest.raises(ConfigError, match="not in `models`"):
+        resolve_config("toy-bridge", ["bridge.assistant=nope", "bridge.engine.model=nope"], None)
+    with pytest.raises(ConfigError, match=r"models.toy-ta against ingest.sources\[0\].*overlap"):
+        resolve_config("toy-bridge", ["models.toy-ta.corpus.max_terms=4"], None)  # the TA would have seen the task
