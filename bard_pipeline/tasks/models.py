@@ -46,7 +46,9 @@ def engine_models(cfg: RunConfig) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-@task(name="model", cache_policy=NO_CACHE)
+# log_prints off: a build that trains in this process (toy_pretrained) runs datasets' hashing, whose dill
+# disassembles functions through print() into a captured stdout; redirected to the run log, that is 500 lines.
+@task(name="model", cache_policy=NO_CACHE, log_prints=False)
 def prepare_models(ctx: StageContext, tokenizer: ArtifactRef, names: Iterable[str]) -> dict[str, ModelLocation]:
     return {name: _prepare(ctx, tokenizer, name) for name in dict.fromkeys(names)}  # each model once
 

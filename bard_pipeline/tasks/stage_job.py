@@ -107,7 +107,7 @@ def stage_arguments(parameters: Mapping[str, Any]) -> StageArguments:
     models: dict[str, JobModel] = {}
     maps: dict[str, dict[str, JobModel]] = {}
     for name, value in parameters.items():
-        if isinstance(value, StageContext):
+        if isinstance(value, StageContext) or value is None:  # None: an optional input left out (its default)
             continue
         if isinstance(value, ArtifactRef):
             artifacts[name] = value.key

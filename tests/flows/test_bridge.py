@@ -30,13 +30,16 @@ BRIDGE = [
 BRIDGE_STAGES = ["select", "sample", "assistant", "amplify", "compress", "materialize"]
 
 
-def test_a_tiny_assistant_scores_asks_within_budget_and_honestly_amplifies_nothing(tmp_path: Path) -> None:
+def test_a_tiny_assistant_scores_asks_within_budget_and_honestly_amplifies_nothing(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     """The real HF path: the TA (two pretraining steps) scores, is fine-tuned and amplifies; it solves nothing,
     which ends in an empty amplification with its reason, and the teacher's few traces still go on."""
     overrides = [f"store.root=file://{tmp_path}/store", *BRIDGE, "bridge.engine={kind: hf, model: toy-ta}"]
     state, record, store = run_flow(overrides, until="materialize")
     assert state.is_completed(), state.message
     assert all(statuses(record)[s] == "executed" for s in BRIDGE_STAGES)
+    assert "LOAD_FAST" not in capfd.readouterr().err  # the TA's in-process pretraining keeps library chatter out
 
     select = store.manifest(artifact(record, "select"))
     assert select.stats["teacher_budget"] == BUDGET_REQUESTS == select.stats["chosen"]

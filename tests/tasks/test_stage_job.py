@@ -57,7 +57,10 @@ def test_task_arguments_cross_typed_and_anything_else_is_refused(tmp_path: Path)
     cfg = load_config(SMOKE, [JOBS])
     ctx = StageContext(cfg, ArtifactStore(f"file://{tmp_path}"), RaySession(cfg.ray), RunRecord("r", "n", None, [], {}))
     models = {"toy": ModelLocation("HuggingFaceTB/x", "main", "hub:HuggingFaceTB/x@main")}
-    arguments = stage_arguments({"ctx": ctx, "problems": ArtifactRef("ingest", "1"), "models": models})
+    # selection=None: sample's optional BRIDGE input left out, so the job calls the task with its default
+    arguments = stage_arguments(
+        {"ctx": ctx, "problems": ArtifactRef("ingest", "1"), "models": models, "selection": None}
+    )
     assert arguments == StageArguments.model_validate_json(arguments.model_dump_json())
     assert call_arguments(arguments) == {"problems": ArtifactRef("ingest", "1"), "models": models}
     with pytest.raises(TypeError, match=r"parameter 'limit' is a int.*extend StageArguments"):
