@@ -110,7 +110,8 @@ class RayConfig(Section):
     (the way Ray recommends reaching a cluster from outside it: plain HTTP, no Ray Client, so the flow
     runner's Python may differ from the cluster's); the others stay in the flow."""
     job_stages: tuple[str, ...] = Field(
-        default=("sample", "compress", "sft", "rl", "evaluate"), json_schema_extra={**EXECUTION, **OMIT_DEFAULT}
+        default=("select", "sample", "assistant", "amplify", "compress", "sft", "rl", "evaluate"),
+        json_schema_extra={**EXECUTION, **OMIT_DEFAULT},
     )
     """The stages submitted as Ray Jobs when `ray.job_address` is set (the heavy ones by default)."""
     job_env_vars: tuple[str, ...] = Field(default=(), json_schema_extra={**EXECUTION, **OMIT_DEFAULT})
@@ -142,7 +143,7 @@ class RayConfig(Section):
         return value
 
 
-JOB_STAGES = ("sample", "compress", "sft", "rl", "evaluate")
+JOB_STAGES = ("select", "sample", "assistant", "amplify", "compress", "sft", "rl", "evaluate")
 """The stages that can run as Ray Jobs (``RayConfig.job_stages``): those whose work runs on Ray."""
 
 

@@ -44,7 +44,10 @@ ENTRYPOINT = "python -m bard_pipeline.tasks.stage_job"
 JOB_ADDRESS_ENV = "RAY_API_SERVER_ADDRESS"  # what `ray.job_address=auto` reads (as Ray's `ray job` CLI does)
 # The task of each stage that can run as a job: its body is what the job runs.
 TASKS: dict[str, tuple[str, str]] = {
+    "select": ("bard_pipeline.tasks.select", "select_problems"),
     "sample": ("bard_pipeline.tasks.sample", "sample"),
+    "assistant": ("bard_pipeline.tasks.assistant", "assistant"),
+    "amplify": ("bard_pipeline.tasks.amplify", "amplify"),
     "compress": ("bard_pipeline.tasks.compress", "compress"),
     "sft": ("bard_pipeline.tasks.training", "sft"),
     "rl": ("bard_pipeline.tasks.training", "rl"),
