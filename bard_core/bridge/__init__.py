@@ -4,7 +4,7 @@ strategies, the teacher-budget arithmetic and the selection plot.
 BRIDGE's paper, as far as we could read it (abstract level), leaves unknown which entropy makes a problem
 "difficult", which embedding and algorithm give "semantic diversity", and how the two are balanced. What is
 here are our documented choices, each in its module's docstring (notes:
-/work/shared/notes/methods-bridge-thinkdial.md §1). Framework-free: numpy and matplotlib only.
+the project's method notes, methods-bridge-thinkdial.md §1). Framework-free: numpy and matplotlib only.
 """
 
 from bard_core.bridge.embedding import EMBEDDERS, EmbeddingKind, embed

@@ -2,7 +2,7 @@
 
 BRIDGE (arXiv 2512.20403) balances difficulty with "semantic diversity" ("Coverage-Guided Sampling") but
 does not say, in what we could read, which embedding model it uses. Our documented choice (notes:
-/work/shared/notes/methods-bridge-thinkdial.md §1.2-1.3) is a model-free default that needs no download and
+the project's method notes, methods-bridge-thinkdial.md §1.2-1.3) is a model-free default that needs no download and
 no accelerator: hashed character n-grams with TF-IDF weighting. It sees surface similarity (shared words,
 formulas, numbers), not meaning; a neural embedder can be added to EMBEDDERS under its own kind.
 """

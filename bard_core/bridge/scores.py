@@ -3,7 +3,7 @@
 BRIDGE (arXiv 2512.20403) selects by "entropic difficulty" but its text, as far as we could read it, does not
 say which entropy (token-level predictive entropy, entropy of the final answer over k samples, or
 option-distribution entropy) nor how it is normalised. These are our documented choices, not the paper's
-(see /work/shared/notes/methods-bridge-thinkdial.md §1.2-1.3):
+(see the project's method notes, methods-bridge-thinkdial.md §1.2-1.3):
 
 - the primary signal is the Shannon entropy of the TA's final answers over k samples (Active-Prompting's
   disagreement), with "no parseable answer" as one answer of its own;

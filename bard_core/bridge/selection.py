@@ -3,7 +3,7 @@
 BRIDGE (arXiv 2512.20403) picks a small subset (its abstract says 3-5 %) by a "zero-API-cost pipeline that
 balances entropic difficulty and semantic diversity", but, in what we could read, says neither the
 diversity algorithm (k-means, k-center, DPP) nor how the two criteria are balanced (a weight? stratified
-per-cluster picks?). Our documented choices (notes: /work/shared/notes/methods-bridge-thinkdial.md §1.3):
+per-cluster picks?). Our documented choices (the project's method notes, methods-bridge-thinkdial.md §1.3):
 
 - diversity = k-means on the problem embeddings with k = the budgeted count (k-means++ seeding, Lloyd steps);
 - difficulty+diversity = stratified: one problem per cluster, the hardest (s1's finding that combining the

@@ -69,15 +69,23 @@ class SampleJobSpec:
         return SampleJob(self)
 
 
-class SampleJob:
-    schema = schemas.TRACES
+class _TeacherPromptJob:
+    """What the jobs that put the teacher's prompt to an engine share (the teacher's `sample`, and BRIDGE's
+    assistant scoring it in `select` and answering it in `amplify`): the engine, the counter, the prompt."""
 
-    def __init__(self, spec: SampleJobSpec) -> None:
-        self.spec = spec
+    def __init__(self, spec: SampleJobSpec | ScoreJobSpec) -> None:
         self.engine, self.counter = spec.worker.build()
         self.backend = self.engine.backend
         system = load_prompt(spec.system_prompt) if spec.system_prompt else None
         self.prompt = TeacherPrompt(load_prompt(spec.user_prompt), system)
+
+
+class SampleJob(_TeacherPromptJob):
+    schema = schemas.TRACES
+
+    def __init__(self, spec: SampleJobSpec) -> None:
+        super().__init__(spec)
+        self.spec = spec
 
     def process(self, rows: Sequence[Mapping[str, Any]]) -> tuple[list[list[dict[str, Any]]], Usage]:
         traces, usage = sample_batch(
@@ -102,15 +110,12 @@ class ScoreJobSpec:
         return ScoreJob(self)
 
 
-class ScoreJob:
+class ScoreJob(_TeacherPromptJob):
     schema = schemas.SELECTION_SCORES
 
     def __init__(self, spec: ScoreJobSpec) -> None:
+        super().__init__(spec)
         self.spec = spec
-        self.engine, self.counter = spec.worker.build()
-        self.backend = self.engine.backend
-        system = load_prompt(spec.system_prompt) if spec.system_prompt else None
-        self.prompt = TeacherPrompt(load_prompt(spec.user_prompt), system)
 
     def process(self, rows: Sequence[Mapping[str, Any]]) -> tuple[list[list[dict[str, Any]]], Usage]:
         scores, usage = score_batch(self.engine, self.counter, rows, self.prompt, self.spec.params)

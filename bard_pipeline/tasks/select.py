@@ -123,14 +123,16 @@ def select_problems(
                 ctx, writer, "scores", pool, b.shard_rows, setup, make_job, schemas.SELECTION_SCORES
             )
             scores = {r["problem_id"]: r for r in writer.read_table("scores", schemas.SELECTION_SCORES).to_pylist()}
-        rows = _choose(ctx.cfg, pool, scores, budget)
+        # Embedded once: the diversity selectors choose by it, and the plot of every choice draws it.
+        embeddings = embed(pool.column("problem").to_pylist(), b.embedding, b.embedding_dim)
+        rows = _choose(ctx.cfg, pool, scores, budget, embeddings)
         in_pool = {r["problem_id"]: r for r in rows}  # problems outside the scored pool are never chosen
         outside = {"scored": False, "samples": 0, "chosen": False}
         everything = [
             in_pool.get(pid, {"problem_id": pid, **outside}) for pid in table.column("problem_id").to_pylist()
         ]
         writer.write_table("selection", pa.Table.from_pylist(everything, schema=schemas.SELECTION))
-        _plot(ctx.cfg, writer, pool, rows)
+        _plot(ctx.cfg, writer, embeddings, rows)
         stats = _stats(ctx.cfg, table.num_rows, pool.num_rows, budget, everything)
         logger().info(
             "select: %s chose %d of %d training problems (teacher budget %d requests)",
@@ -149,9 +151,9 @@ def _row_of(problem_id: str, score: dict[str, object] | None, chosen: bool) -> d
 
 
 def _choose(
-    cfg: RunConfig, pool: pa.Table, scores: dict[str, dict[str, object]], budget: int
+    cfg: RunConfig, pool: pa.Table, scores: dict[str, dict[str, object]], budget: int, embeddings: np.ndarray
 ) -> list[dict[str, object]]:
-    """Score, embed and choose within the pool; rows of ``schemas.SELECTION`` for the pool's problems."""
+    """Score and choose within the pool; rows of ``schemas.SELECTION`` for the pool's problems."""
     b = cfg.bridge
     ids = pool.column("problem_id").to_pylist()
     difficulty: list[float] | None = None
@@ -160,10 +162,8 @@ def _choose(
         tokens = [scores.get(pid, {}).get("token_entropy") for pid in ids]
         token_entropy = [float(t) if isinstance(t, (int, float)) else None for t in tokens]
         difficulty = difficulty_scores(entropy, token_entropy, b.scoring.samples)
-    embeddings = (
-        embed(pool.column("problem").to_pylist(), b.embedding, b.embedding_dim) if b.selector.needs_embeddings else None
-    )
-    choice = select(b.selector, budget, b.seed, n=len(ids), difficulty=difficulty, embeddings=embeddings)
+    used = embeddings if b.selector.needs_embeddings else None
+    choice = select(b.selector, budget, b.seed, n=len(ids), difficulty=difficulty, embeddings=used)
     rows = []
     for i, pid in enumerate(ids):
         row = _row_of(pid, scores.get(pid), choice.chosen[i])
@@ -179,9 +179,8 @@ def _float(value: object) -> float:
     return float(value) if isinstance(value, (int, float)) else 0.0
 
 
-def _plot(cfg: RunConfig, writer: ArtifactWriter, pool: pa.Table, rows: list[dict[str, object]]) -> None:
+def _plot(cfg: RunConfig, writer: ArtifactWriter, embeddings: np.ndarray, rows: list[dict[str, object]]) -> None:
     b = cfg.bridge
-    embeddings = embed(pool.column("problem").to_pylist(), b.embedding, b.embedding_dim)
     difficulty = [float(r["difficulty"]) for r in rows] if b.selector.needs_scores else None  # type: ignore[arg-type]
     chosen = [bool(r["chosen"]) for r in rows]
     with tempfile.TemporaryDirectory() as tmp:
