@@ -7,11 +7,13 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from bard_core.answer_extraction import AnswerExtractor, compile_answer_pattern
-from bard_core.budget import BudgetSpec, FidelityShape
+from bard_core.budget import USER_TEMPLATE_FIELDS, BudgetSpec, FidelityShape
+from bard_core.chat_contract import EFFORT_TEMPLATE_FIELDS, BudgetContract, EffortLevel, EffortMode
 from bard_core.config.base import EXECUTION, OMIT_DEFAULT, ResourcesConfig, SamplingConfig, Section
 from bard_core.config.engines import EngineConfig, OracleEngineConfig
 from bard_core.grading import GraderKind
 from bard_core.materialize import BudgetLabel, RLBudgets
+from bard_core.prompting import load_prompt
 from bard_core.selection import GoldSelection
 from bard_core.toy.world import ToyFamily, check_difficulty
 
@@ -43,6 +45,20 @@ class StudentConfig(Section):
     """The student's tokenizer: it defines the budget unit (reasoning tokens)."""
 
 
+class EffortModeConfig(Section):
+    tier_tokens: int | None = None
+    """The mode is this budget tier: its prompt is exactly `thinking_budget=tier`'s (no records of its own)."""
+    share: float | None = Field(default=None, gt=0, le=1)
+    """The mode targets this share of the problem's own full-length (gold) trace (ThinkDial style); its
+    prompt names the mode (`budget.effort_template`) and materialize writes mode records for it."""
+
+    @model_validator(mode="after")
+    def _one(self) -> EffortModeConfig:
+        if (self.tier_tokens is None) == (self.share is None):
+            raise ValueError("set exactly one of tier_tokens (a budget tier) or share (of the full-length trace)")
+        return self
+
+
 class BudgetConfig(Section):
     tiers_tokens: tuple[int, ...] = (512, 1024, 2048, 4096, 8192)
     """Budget tiers in student reasoning tokens, ascending."""
@@ -54,6 +70,18 @@ class BudgetConfig(Section):
     """Prompt file that renders the budget into the student's user turn (fields: problem, budget_tokens)."""
     agnostic_template: str = "plain_user.txt"
     """Prompt file of the user turn without a budget (field: problem): budget-agnostic training and baselines."""
+    effort_template: str = Field(default="effort_user.txt", json_schema_extra=OMIT_DEFAULT)
+    """Prompt file of the user turn of a share mode (fields: problem, effort), e.g. "Reasoning effort: low."."""
+    modes: dict[EffortLevel, EffortModeConfig] = Field(default={}, json_schema_extra=OMIT_DEFAULT)
+    """Effort modes (OpenAI's `reasoning_effort` values), each a budget tier or a share of the problem's own
+    full-length trace (ThinkDial style), e.g. {low: {share: 0.25}, medium: {share: 0.5}, high: {share: 1.0}}.
+    Any modes must include `high`: the reference the evaluation measures token reductions against."""
+    default_budget: int | EffortLevel | None = Field(default=None, json_schema_extra=OMIT_DEFAULT)
+    """What the exported chat template renders when a request names neither `thinking_budget` nor
+    `reasoning_effort`: a token count, a mode, or null for the largest tier."""
+    leak_answer_tokens: int = Field(default=256, ge=1, json_schema_extra=OMIT_DEFAULT)
+    """An answer (the text after </think>) longer than this many student tokens counts as leaked reasoning:
+    the leak rate of verdicts and reports, and what `rl.leak_factor` penalises."""
 
     @field_validator("tiers_tokens")
     @classmethod
@@ -62,8 +90,38 @@ class BudgetConfig(Section):
             raise ValueError("must be a non-empty list of unique positive token counts in ascending order")
         return value
 
+    @model_validator(mode="after")
+    def _modes(self) -> BudgetConfig:
+        for level, mode in self.modes.items():
+            if mode.tier_tokens is not None and mode.tier_tokens not in self.tiers_tokens:
+                raise ValueError(
+                    f"modes.{level.value}.tier_tokens={mode.tier_tokens} is not one of tiers_tokens "
+                    f"{list(self.tiers_tokens)}; use a tier, or a share"
+                )
+        if self.modes and EffortLevel.HIGH not in self.modes:
+            raise ValueError("modes must include `high` (e.g. high: {share: 1.0}): reductions are measured against it")
+        if isinstance(self.default_budget, EffortLevel) and self.default_budget not in self.modes:
+            raise ValueError(f"default_budget {self.default_budget.value!r} is not one of the modes {self._names()}")
+        if isinstance(self.default_budget, int):
+            self.spec().check_budget(self.default_budget)
+        return self
+
+    def _names(self) -> list[str]:
+        return [level.value for level in self.modes]
+
     def spec(self) -> BudgetSpec:
         return BudgetSpec(self.tiers_tokens, self.fidelity, self.tolerance)
+
+    def contract(self) -> BudgetContract:
+        """The budget contract the student is trained, evaluated and served under (prompts loaded)."""
+        return BudgetContract(
+            spec=self.spec(),
+            budgeted=load_prompt(self.user_template).require(USER_TEMPLATE_FIELDS),
+            effort=load_prompt(self.effort_template).require(EFFORT_TEMPLATE_FIELDS),
+            modes=tuple(EffortMode(level.value, m.tier_tokens, m.share) for level, m in self.modes.items()),
+            default=self.default_budget.value if isinstance(self.default_budget, EffortLevel) else self.default_budget,
+            leak_answer_tokens=self.leak_answer_tokens,
+        )
 
 
 class ToyFamilyConfig(Section):
