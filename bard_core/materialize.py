@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from bard_core.budget import BudgetSpec, render_assistant, render_user
+from bard_core.chat_contract import BudgetContract
 from bard_core.prompting import PromptTemplate
 
 TRAIN, VALIDATION = "train", "validation"
@@ -101,9 +102,68 @@ def sft_records(
                 "kind": kind,
                 "prompt": [{"role": "user", "content": _user_turn(template, agnostic, problem["problem"], budget)}],
                 "completion": [{"role": "assistant", "content": render_assistant(row["reasoning"], row["final"])}],
+                "mode": None,  # a numeric budget record
             }
         )
     return records, heldout
+
+
+MODE_KIND = "mode"  # the SFT `kind` of an effort mode's records
+
+
+def mode_records(
+    tiers: Sequence[Mapping[str, Any]],
+    gold: Sequence[Mapping[str, Any]],
+    problems: Mapping[str, Mapping[str, Any]],
+    contract: BudgetContract,
+) -> list[dict[str, Any]]:
+    """Per gold trace (reasoning length L) and share mode s: the effort prompt, answered by the problem's
+    trace (a valid compressed tier, or the gold trace) whose length is nearest to s·L, the shorter on a tie.
+    ``budget_tokens`` is the nominal target round(s·L), so fidelity to the mode can be measured. Tier modes
+    need no records: their prompt is the tier's. No budget is stated, so held-out budgets do not apply."""
+    shares = [m for m in contract.modes if m.share is not None]
+    if not shares:
+        return []
+    candidates: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for t in tiers:
+        if t["valid"]:
+            candidates[t["problem_id"]].append(t)
+    records = []
+    for g in gold:
+        full = int(g["reasoning_tokens"])
+        options = [*candidates[g["problem_id"]], g]
+        problem = problems[g["problem_id"]]["problem"]
+        for mode in shares:
+            target = round(float(mode.share or 0.0) * full)
+            row = min(options, key=lambda r: (abs(int(r["reasoning_tokens"]) - target), int(r["reasoning_tokens"])))
+            records.append(
+                {
+                    "problem_id": g["problem_id"],
+                    "budget_tokens": target,
+                    "reasoning_tokens": int(row["reasoning_tokens"]),
+                    "kind": MODE_KIND,
+                    "prompt": [{"role": "user", "content": contract.render(problem, effort=mode.name)}],
+                    "completion": [{"role": "assistant", "content": render_assistant(row["reasoning"], row["final"])}],
+                    "mode": mode.name,
+                }
+            )
+    return records
+
+
+def mode_stats(sft: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per effort mode: records, and the mean target (round(s·L)) and actual reasoning length."""
+    by_mode: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for r in sft:
+        if r["kind"] == MODE_KIND:
+            by_mode[str(r["mode"])].append(r)
+    return {
+        name: {
+            "records": len(rows),
+            "mean_target_tokens": round(statistics.fmean(int(r["budget_tokens"]) for r in rows), 1),
+            "mean_reasoning_tokens": round(statistics.fmean(int(r["reasoning_tokens"]) for r in rows), 1),
+        }
+        for name, rows in by_mode.items()
+    }
 
 
 def _user_turn(template: PromptTemplate, agnostic: PromptTemplate | None, problem: str, budget: int) -> str:
@@ -175,6 +235,7 @@ def dataset_stats(
     for r in sft:
         splits[r["split"]][r["kind"]] += 1
     gold_lengths = [int(r["reasoning_tokens"]) for r in sft if r["kind"] == "gold"]
+    modes = mode_stats(sft)
     return {
         "problems": len({r["problem_id"] for r in sft}),
         "sft_records": {split: dict(kinds) for split, kinds in sorted(splits.items())},
@@ -182,6 +243,7 @@ def dataset_stats(
         "tiers": per_tier,
         "gold_reasoning_tokens": length_summary(gold_lengths),
         "reject_reasons": dict(sorted(reasons.items())),
+        **({"modes": modes} if modes else {}),  # absent without effort modes: the card's stats as before
     }
 
 
@@ -229,6 +291,13 @@ def dataset_card(stats: Mapping[str, Any], spec: BudgetSpec, files: Sequence[str
             + " | ".join(map(str, cells))
             + " |"
         )
+    if stats.get("modes"):
+        lines += ["", "## Effort modes", "", "| mode | records | mean target tokens | mean reasoning tokens |"]
+        lines += ["|---|---:|---:|---:|"]
+        lines += [
+            f"| {name} | {m['records']} | {m['mean_target_tokens']} | {m['mean_reasoning_tokens']} |"
+            for name, m in stats["modes"].items()
+        ]
     lines += ["", "## Rejection reasons", "", "| reason | count |", "|---|---:|"]
     lines += [f"| {reason} | {count} |" for reason, count in stats["reject_reasons"].items()] or ["| (none) | 0 |"]
     if plot:
@@ -254,10 +323,14 @@ def build_dataset(
     split_seed: int,
     agnostic: PromptTemplate | None = None,
     policy: BudgetPolicy = BudgetPolicy(),
+    contract: BudgetContract | None = None,
 ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, list[dict[str, Any]]], dict[str, Any]]:
-    """(SFT records by split, RL prompts by split, card stats)."""
+    """(SFT records by split, RL prompts by split, card stats). With a ``contract`` that has share modes
+    (and a budget-conditioned dataset), the mode records too (``mode_records``)."""
     policy.check(spec)
     sft, heldout = sft_records(tiers, gold, problems, template, include_gold, agnostic, policy)
+    if contract is not None and agnostic is None:
+        sft += mode_records(tiers, gold, problems, contract)
     for record in sft:
         record["split"] = assign_split(record["problem_id"], val_fraction, split_seed)
     trained = sorted({r["problem_id"] for r in sft})

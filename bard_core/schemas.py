@@ -19,6 +19,17 @@ class EvalMode(str, Enum):
     UNCONSTRAINED = "unconstrained"  # the truncation baseline's uncut output: the reference for "tokens saved"
     TRUNCATED = "truncated"  # that output cut at a budget and forced to answer
     TRUNCATION = "truncation"  # a request only: one unconstrained request per problem, cut at every budget
+    EFFORT = "effort"  # a share effort mode's prompt ("Reasoning effort: low."); the mode in column `effort`
+
+
+ADDED = {b"bard.added": b"null"}
+"""Field metadata of a nullable column added after artifacts were written without it: ``conform`` reads
+such an artifact with the column all null, so an artifact whose fingerprint did not move stays readable."""
+
+
+def added(name: str, type_: pa.DataType) -> pa.Field:
+    """A nullable column that older artifacts may lack (see ``ADDED``)."""
+    return pa.field(name, type_, metadata=ADDED)
 
 
 MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
@@ -106,9 +117,10 @@ SFT = pa.schema(
         pa.field("problem_id", pa.string(), nullable=False),
         pa.field("budget_tokens", pa.int32(), nullable=False),
         pa.field("reasoning_tokens", pa.int32(), nullable=False),
-        pa.field("kind", pa.string(), nullable=False),  # "compressed" or "gold"
+        pa.field("kind", pa.string(), nullable=False),  # "compressed", "gold", "mode" (or "instruction")
         pa.field("prompt", CHAT, nullable=False),  # TRL conversational prompt-completion format
         pa.field("completion", CHAT, nullable=False),
+        added("mode", pa.string()),  # a share effort mode's name (kind "mode"; budget_tokens: its target)
     ]
 )
 
@@ -151,6 +163,7 @@ EVAL_REQUESTS = pa.schema(
         pa.field("answer", pa.string(), nullable=False),
         pa.field("grader", pa.string(), nullable=False),
         pa.field("meta", pa.string(), nullable=False),
+        added("effort", pa.string()),  # mode effort: the share mode's name (its prompt names it)
     ]
 )
 
@@ -171,6 +184,7 @@ GENERATIONS = pa.schema(
         pa.field("pred_answer", pa.string()),
         pa.field("correct", pa.bool_(), nullable=False),
         pa.field("error", pa.string()),
+        added("effort", pa.string()),  # mode effort: the share mode's name
     ]
 )
 
@@ -187,6 +201,28 @@ METRICS = pa.schema(
             for name in (
                 "accuracy", "accuracy_ci_low", "accuracy_ci_high", "mean_reasoning_tokens", "median_reasoning_tokens",
                 "mean_relative_deviation", "within_tolerance", "over_budget", "unclosed", "tokens_saved",
+            )
+        ),
+        added("effort", pa.string()),  # mode effort: the share mode's name
+    ]
+)  # fmt: skip
+
+# `evaluate`'s effort-mode table (table `modes`, when `budget.modes` are set): per (model, benchmark, mode) the
+# mean reasoning length, its reduction against mode `high`, accuracy and the paired accuracy change against
+# `high` (bootstrap over the problems both have). A tier mode's figures are its tier's budget rows.
+MODES = pa.schema(
+    [
+        ("model", pa.string()),
+        ("benchmark", pa.string()),
+        ("effort", pa.string()),  # the mode's name
+        ("tier_tokens", pa.int32()),  # a tier mode's tier (null: a share mode)
+        ("share", pa.float64()),  # a share mode's share of the full-length trace (null: a tier mode)
+        *((name, pa.int64()) for name in ("problems", "generations", "paired_problems")),
+        *(
+            (name, pa.float64())
+            for name in (
+                "mean_reasoning_tokens", "token_reduction", "accuracy", "accuracy_ci_low", "accuracy_ci_high",
+                "accuracy_change", "accuracy_change_ci_low", "accuracy_change_ci_high",
             )
         ),
     ]
@@ -231,6 +267,9 @@ class SchemaMismatchError(ValueError):
 
 def conform(table: pa.Table, schema: pa.Schema, artifact: str, stage: str) -> pa.Table:
     """Select and cast ``table`` to ``schema``; say which column is missing or mistyped, where."""
+    for field in schema:
+        if field.name not in table.column_names and field.metadata == ADDED:
+            table = table.append_column(field.name, pa.nulls(table.num_rows, field.type))
     missing = [f.name for f in schema if f.name not in table.column_names]
     if missing:
         raise SchemaMismatchError(

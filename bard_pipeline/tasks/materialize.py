@@ -27,13 +27,19 @@ VERSION = 2  # 2: RL validation prompts at the tiers; budget labels, held-out bu
 def materialize(ctx: StageContext, tiers: ArtifactRef, traces: ArtifactRef, problems: ArtifactRef) -> ArtifactRef:
     cfg = ctx.cfg.materialize
     budget = ctx.cfg.budget
+    # Mode records exist only with share modes on a budget-conditioned dataset; only then is the effort
+    # prompt an input (so a run without modes keeps its fingerprint).
+    modes = cfg.budget_conditioning and any(m.share is not None for m in budget.modes.values())
     spec = StageSpec(
         "materialize",
         VERSION,
         stage_config(cfg, budget=budget),
-        (budget.user_template,) + (() if cfg.budget_conditioning else (budget.agnostic_template,)),
+        (budget.user_template,)
+        + (() if cfg.budget_conditioning else (budget.agnostic_template,))
+        + ((budget.effort_template,) if modes else ()),
         {"tiers": tiers, "traces": traces, "problems": problems},
     )
+    contract = budget.contract() if modes else None
     user = load_prompt(budget.user_template).require(USER_TEMPLATE_FIELDS)
     agnostic = (
         None if cfg.budget_conditioning else load_prompt(budget.agnostic_template).require(AGNOSTIC_TEMPLATE_FIELDS)
@@ -61,6 +67,7 @@ def materialize(ctx: StageContext, tiers: ArtifactRef, traces: ArtifactRef, prob
                 cfg.rl_budgets_per_problem,
                 cfg.split_seed,
             ),
+            contract,
         )
         files = []
         for split, records in sft.items():

@@ -29,12 +29,7 @@ def _input(ctx: StageContext, stage: str, table: str, schema: pa.Schema, rows: l
     return execute(ctx, StageSpec(stage, 1, {"test": table}), build)
 
 
-def test_an_exported_dataset_loads_with_its_splits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import datasets
-
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    cfg = RunConfig.model_validate({"budget": {"tiers_tokens": [16, 32]}, "materialize": {"val_fraction": 0.3}})
+def _materialize(tmp_path: Path, cfg: RunConfig) -> tuple[ArtifactStore, ArtifactRef]:
     store = ArtifactStore(f"file://{tmp_path}/store")
     run = RunRecord(run_id="r1", name="t", recipe=None, overrides=[], config={})
     stages = frozenset({"ingest", "sample", "compress", "materialize"})
@@ -54,6 +49,16 @@ def test_an_exported_dataset_loads_with_its_splits(tmp_path: Path, monkeypatch: 
         _input(ctx, "sample", "traces", schemas.TRACES, traces),
         _input(ctx, "ingest", "problems", schemas.PROBLEMS, problems),
     )
+    return store, ref
+
+
+def test_an_exported_dataset_loads_with_its_splits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import datasets
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    cfg = RunConfig.model_validate({"budget": {"tiers_tokens": [16, 32]}, "materialize": {"val_fraction": 0.3}})
+    store, ref = _materialize(tmp_path, cfg)
     folder = tmp_path / "export"
     result = CliRunner().invoke(app, ["artifacts", "export", ref.key, str(folder), "--store", store.root])
     assert result.exit_code == 0, result.output
@@ -67,3 +72,15 @@ def test_an_exported_dataset_loads_with_its_splits(tmp_path: Path, monkeypatch: 
     assert {"prompt", "completion", "budget_tokens"} <= set(sft["train"].column_names)
     assert "answer" in rl["train"].column_names and "completion" not in rl["train"].column_names
     assert sum(rl.num_rows.values()) == sum(stats["rl_prompts"].values())
+
+
+def test_share_modes_add_mode_records_to_the_dataset(tmp_path: Path) -> None:
+    modes = {"low": {"share": 0.25}, "medium": {"tier_tokens": 32}, "high": {"share": 1.0}}
+    cfg = RunConfig.model_validate({"budget": {"tiers_tokens": [16, 32], "modes": modes}})
+    store, ref = _materialize(tmp_path, cfg)
+    manifest = store.manifest(ref)
+    sft = pa.concat_tables(store.read_table(ref, f"sft_{s}") for s in ("train", "validation")).to_pylist()
+    mode_rows = [r for r in sft if r["kind"] == "mode"]
+    assert sorted({r["mode"] for r in mode_rows}) == ["high", "low"] and len(mode_rows) == 2 * PROBLEMS
+    assert {r["budget_tokens"] for r in mode_rows if r["mode"] == "low"} == {10}  # round(0.25 * 40)
+    assert manifest.stats["modes"]["low"]["mean_reasoning_tokens"] == 14.0  # the tier-16 trace is nearest
