@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 apply_defaults()  # before anything imports Prefect or Ray
 
 from bard_pipeline.flows.experiment_cli import register as register_experiment_commands  # noqa: E402
+from bard_pipeline.flows.export_cli import register as register_export_command  # noqa: E402
 from bard_pipeline.flows.push_cli import register as register_push_command  # noqa: E402
 from bard_pipeline.flows.recipes_cli import register as register_recipe_commands  # noqa: E402
 from bard_pipeline.flows.stack_cli import register as register_stack_commands  # noqa: E402
@@ -325,6 +326,7 @@ register_stack_commands(app)
 register_experiment_commands(app)
 register_recipe_commands(app)
 register_push_command(artifacts_app, _store)
+register_export_command(app, _store)
 
 if __name__ == "__main__":
     app()

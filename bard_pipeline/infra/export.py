@@ -13,7 +13,9 @@ artifact), and the prompt files it names must still hash as they did then.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -180,10 +182,31 @@ def export_student(
     """Write the student ``ref`` (sft/<fp> or rl/<fp>) to ``dest`` (new or empty) as a Hugging Face model
     folder with its budget contract, generation config, the evaluation's plots and a model card."""
     student = trained_student(store, ref)
-    contract = student.budget.contract()
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise ExportError(f"{dest} exists and is not an empty folder; export into a new folder")
+    eval_manifest = store.manifest(evaluation) if evaluation else None
+    if evaluation and eval_manifest and evaluated_label(eval_manifest, ref) is None:
+        evaluated = ", ".join(f"{k}={v}" for k, v in eval_manifest.config.get("models", {}).items())
+        raise ExportError(f"{evaluation.key} did not evaluate {ref.key} (it evaluated {evaluated or 'nothing'})")
+    existed = dest.exists()
     dest.mkdir(parents=True, exist_ok=True)
+    try:
+        facts = _write_folder(store, student, dest, evaluation, eval_manifest)
+    except BaseException:  # no half-written model folder is left behind to be mistaken for an export
+        shutil.rmtree(dest, ignore_errors=True)
+        if existed:
+            dest.mkdir()
+        raise
+    card = dataclasses.replace(facts, license=license, dataset_repo=dataset_repo, repo_id=repo_id)
+    (dest / "README.md").write_text(model_card(card), encoding="utf-8")
+    return dest
+
+
+def _write_folder(
+    store: ArtifactStore, student: Student, dest: Path, evaluation: ArtifactRef | None, eval_manifest: Manifest | None
+) -> ModelCardFacts:
+    """Weights, tokenizer, contract, generation config and plots into ``dest``; returns the card's facts."""
+    ref, contract = student.ref, student.budget.contract()
     for entry in student.manifest.files:
         name = entry.name[len(MODEL_PREFIX) + 1 :] if entry.name.startswith(MODEL_PREFIX + "/") else None
         if name and not name.startswith(SKIPPED_PREFIXES):
@@ -191,29 +214,22 @@ def export_student(
     if not (dest / "config.json").is_file():
         raise ExportError(f"{ref.key} has no {MODEL_PREFIX}/config.json: not a complete model artifact")
     eos_ids = _write_tokenizer(dest, contract)
-    eval_manifest = store.manifest(evaluation) if evaluation else None
-    sampling = _sampling(eval_manifest)
-    generation = write_generation_config(dest, contract, sampling, eos_ids)
+    generation = write_generation_config(dest, contract, _sampling(eval_manifest), eos_ids)
     (dest / CONTRACT_FILE).write_text(contract.dumps(), encoding="utf-8")
     metrics, plots = _evaluation_files(store, evaluation, eval_manifest, ref, dest)
-    facts = ModelCardFacts(
+    return ModelCardFacts(
         model_artifact=ref.key,
         stage=ref.stage,
         run_name=_run_name(store, ref),
         contract=contract,
         base_model=student.base_model,
         base_note=student.base_note,
-        license=license,
         dataset_artifact=student.dataset.key if student.dataset else None,
-        dataset_repo=dataset_repo,
         evaluation=evaluation.key if evaluation else None,
         metrics=tuple(metrics),
         plots=tuple(plots),
         generation=generation,
-        repo_id=repo_id,
     )
-    (dest / "README.md").write_text(model_card(facts), encoding="utf-8")
-    return dest
 
 
 def _write_tokenizer(dest: Path, contract: BudgetContract) -> tuple[int | None, int | None]:
@@ -268,9 +284,6 @@ def _evaluation_files(
     if evaluation is None or manifest is None:
         return [], []
     label = evaluated_label(manifest, model)
-    if label is None:
-        evaluated = ", ".join(f"{k}={v}" for k, v in manifest.config.get("models", {}).items())
-        raise ExportError(f"{evaluation.key} did not evaluate {model.key} (it evaluated {evaluated or 'nothing'})")
     rows = [r for r in store.read_table(evaluation, "metrics").to_pylist() if r["model"] == label]
     plots = []
     for entry in manifest.files:
