@@ -247,11 +247,18 @@ def dataset_stats(
     }
 
 
-def card_front_matter(files: Sequence[str]) -> str:
+def _size_category(rows: int) -> str:
+    """The Hub's ``size_categories`` value for a row count (n<1K, 1K<n<10K, ...)."""
+    bounds = ((10**3, "n<1K"), (10**4, "1K<n<10K"), (10**5, "10K<n<100K"), (10**6, "100K<n<1M"))
+    return next((label for bound, label in bounds if rows < bound), "1M<n<10M" if rows < 10**7 else "n>10M")
+
+
+def card_front_matter(files: Sequence[str], rows: int | None = None, license: str = "apache-2.0") -> str:
     """The card's YAML header in the Hub's dataset-card convention: one config per table family
     (``sft_train.parquet`` -> config ``sft``, split ``train``), the first one the default. SFT records and RL
     prompts have different columns, and ``datasets`` cannot hold two schemas in one config, so each family
-    is its own config: ``load_dataset(folder)`` gives the SFT splits, ``load_dataset(folder, "rl")`` the RL ones."""
+    is its own config: ``load_dataset(folder)`` gives the SFT splits, ``load_dataset(folder, "rl")`` the RL ones.
+    ``rows`` (all records) sets ``size_categories``; ``license`` defaults to the project's (LICENSE)."""
     configs: dict[str, list[dict[str, str]]] = {}
     for name in files:
         match = re.fullmatch(r"([a-z0-9]+)_(\w+)\.parquet", name)
@@ -262,14 +269,24 @@ def card_front_matter(files: Sequence[str]) -> str:
             {"config_name": config, **({"default": True} if i == 0 else {}), "data_files": splits}
             for i, (config, splits) in enumerate(configs.items())
         ],
+        "license": license,
+        "language": ["en"],  # every bundled and toy problem, and the prompt files, are English
+        "task_categories": ["text-generation"],
         "tags": ["reasoning", "distillation", "budget-aware", "bard"],
+        **({"size_categories": [_size_category(rows)]} if rows is not None else {}),
     }
     return "---\n" + yaml.safe_dump(header, sort_keys=False) + "---\n"
 
 
+def _card_rows(stats: Mapping[str, Any]) -> int:
+    """All records of the dataset: SFT records of every split and kind, and RL prompts."""
+    sft = sum(int(n) for kinds in stats.get("sft_records", {}).values() for n in kinds.values())
+    return sft + sum(int(n) for n in stats.get("rl_prompts", {}).values())
+
+
 def dataset_card(stats: Mapping[str, Any], spec: BudgetSpec, files: Sequence[str], plot: str | None) -> str:
     lines = [
-        card_front_matter(files) + "# BARD dataset card",
+        card_front_matter(files, _card_rows(stats)) + "# BARD dataset card",
         "",
         f"- problems with at least one SFT record: **{stats['problems']}**",
         f"- budget tiers (student reasoning tokens): {list(spec.tiers_tokens)}; fidelity `{spec.shape.value}`, "
