@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bard_core.budget import BudgetSpec, TokenCounter, render_user
+from bard_core.chat_contract import BudgetContract
 from bard_core.engine import Engine, GenerationRequest, GenerationResult, SamplingParams, Usage
 from bard_core.judge import NO_OUTPUT_COLUMNS, length_summary, verdict_columns, verdicts
 from bard_core.prompting import PromptTemplate
@@ -50,6 +51,8 @@ class EvalSettings:
     def params(self, request: Mapping[str, Any]) -> SamplingParams:
         if request["mode"] == EvalMode.BUDGET:
             max_new = math.ceil(request["budget_tokens"] * self.max_new_tokens_factor) + self.answer_tokens
+        elif request["mode"] == EvalMode.EFFORT:  # no bound of its own: as long as the largest tier may run
+            max_new = math.ceil(self.spec.tiers_tokens[-1] * self.max_new_tokens_factor) + self.answer_tokens
         else:
             max_new = self.truncation_max_new_tokens
         return SamplingParams(self.samples_per_problem, self.temperature, self.top_p, max_new, self.seed)
@@ -74,10 +77,16 @@ def eval_requests(
     budgeted: PromptTemplate,
     plain: PromptTemplate,
     truncation: TruncationPrompt | None = None,
+    contract: BudgetContract | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """Request rows (``schemas.EVAL_REQUESTS``) per model label: one per (problem, budget) with the budget
-    in the prompt, and one per problem for the truncation baseline."""
+    in the prompt, and one per problem for the truncation baseline. With a ``contract`` that has effort
+    modes: one per (problem, share mode) with the mode's prompt (mode ``effort``, budget 0: its target is a
+    share of a trace the benchmark does not have), and a tier mode's tier joins the budgets if it is not there."""
     out: dict[str, list[dict[str, Any]]] = {}
+    modes = contract.modes if contract is not None else ()
+    budgets = [*budgets, *sorted({m.tier_tokens for m in modes if m.tier_tokens is not None} - set(budgets))]
+    shares = [m.name for m in modes if m.share is not None]
     for p in problems:
         common = {"benchmark": benchmark, "problem_id": p["problem_id"], "answer": p["answer"], "meta": p["meta"],
                   "grader": p["grader"]}  # fmt: skip
@@ -86,6 +95,11 @@ def eval_requests(
                 prompt = [{"role": "user", "content": render_user(budgeted, p["problem"], budget)}]
                 out.setdefault(label, []).append({**common, "model": label, "mode": EvalMode.BUDGET.value,
                                                   "budget_tokens": budget, "prompt": prompt})  # fmt: skip
+            for name in shares:
+                assert contract is not None  # the share modes are the contract's
+                prompt = [{"role": "user", "content": contract.render(p["problem"], effort=name)}]
+                out.setdefault(label, []).append({**common, "model": label, "mode": EvalMode.EFFORT.value,
+                                                  "budget_tokens": 0, "effort": name, "prompt": prompt})  # fmt: skip
         if truncation is not None:
             shown = truncation.prompt_budget_tokens
             text = render_user(budgeted, p["problem"], shown) if shown else plain.render(problem=p["problem"]).strip()
@@ -130,6 +144,8 @@ def in_request_order(
 def prepared(row: Mapping[str, Any]) -> dict[str, Any]:
     """A request row with its request id and its ``meta`` parsed (once, where it enters the batch)."""
     request_id = f"{row['benchmark']}|{row['problem_id']}|{row['mode']}|{row['budget_tokens']}"
+    if row.get("effort") is not None:  # the share modes of a problem share mode and budget
+        request_id += f"|{row['effort']}"
     return {**row, "request_id": request_id, "problem_meta": json.loads(row["meta"])}
 
 
@@ -150,7 +166,7 @@ def evaluate_batch(
     answer_params = SamplingParams(1, 0.0, 1.0, settings.truncation_answer_tokens, settings.seed)
     for index, (request, result) in enumerate(zip(requests, results, strict=True)):
         generated = _generation_rows(request, result, counter, settings)
-        if request["mode"] == EvalMode.BUDGET:
+        if request["mode"] in (EvalMode.BUDGET, EvalMode.EFFORT):
             out.append(generated)
             continue
         kept, cuts = truncation_cuts(request, generated, settings.budgets_tokens, counter, answer_params)
@@ -172,9 +188,11 @@ def _generation_request(request: Mapping[str, Any], settings: EvalSettings) -> G
 def _generation_rows(
     request: Mapping[str, Any], result: GenerationResult, counter: TokenCounter, settings: EvalSettings
 ) -> list[dict[str, Any]]:
-    mode = EvalMode.BUDGET if request["mode"] == EvalMode.BUDGET else EvalMode.UNCONSTRAINED
+    mode = EvalMode(request["mode"]) if request["mode"] != EvalMode.TRUNCATION else EvalMode.UNCONSTRAINED
     identity = {"model": settings.label, "benchmark": request["benchmark"], "problem_id": request["problem_id"],
                 "mode": mode.value, "budget_tokens": request["budget_tokens"]}  # fmt: skip
+    if request.get("effort") is not None:
+        identity["effort"] = request["effort"]
     if result.error is not None:  # e.g. a prompt longer than the context: one row, counted as an error
         failed = {"text": "", "reasoning_tokens": 0, "completion_tokens": 0, "finish_reason": "error"}
         return [{**identity, "sample_idx": 0, **failed, **NO_OUTPUT_COLUMNS, "error": result.error}]
@@ -225,6 +243,13 @@ def bootstrap_mean_ci(
 GROUP_KEYS = ("model", "benchmark", "mode", "budget_tokens")
 
 
+def group_key(row: Mapping[str, Any]) -> tuple[Any, ...]:
+    """A metrics group: ``GROUP_KEYS``, and the effort mode's name for an effort row (its modes share mode
+    and budget)."""
+    key = tuple(row[k] for k in GROUP_KEYS)
+    return (*key, row["effort"]) if row.get("effort") is not None else key
+
+
 def _fraction(flags: Sequence[bool]) -> float:
     return statistics.fmean(1.0 if f else 0.0 for f in flags) if flags else float("nan")
 
@@ -240,7 +265,7 @@ def summarize(
     counted in ``errors`` and left out of every other figure."""
     groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = defaultdict(list)
     for row in rows:
-        groups[tuple(row[k] for k in GROUP_KEYS)].append(row)
+        groups[group_key(row)].append(row)
     reference = _unconstrained_lengths(rows)
     ordered = sorted(groups.items(), key=lambda item: tuple(str(v) for v in item[0]))
     return [_metrics_row(key, group, spec, reference, (bootstrap_samples, confidence, seed)) for key, group in ordered]
@@ -254,7 +279,7 @@ def _metrics_row(
     bootstrap: tuple[int, float, int],
 ) -> dict[str, Any]:
     ok = [r for r in group if r.get("error") is None]
-    model, benchmark, mode, budget = key
+    model, benchmark, mode, budget = key[:4]
     per_problem: dict[str, list[float]] = defaultdict(list)
     for r in ok:
         per_problem[r["problem_id"]].append(1.0 if r["correct"] else 0.0)
@@ -281,6 +306,7 @@ def _metrics_row(
         "unclosed": _fraction([not r["closed"] for r in ok]),
         "unparsed": sum(bool(r["unparsed"]) for r in ok),
         "tokens_saved": 1.0 - lengths["mean_tokens"] / unconstrained if unconstrained else float("nan"),
+        "effort": key[4] if len(key) > 4 else None,
     }
 
 
@@ -298,7 +324,7 @@ def recompute_accuracy(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[Any, ...
     per_problem: dict[tuple[Any, ...], dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
         if row.get("error") is None:
-            per_problem[tuple(row[k] for k in GROUP_KEYS)][row["problem_id"]].append(bool(row["correct"]))
+            per_problem[group_key(row)][row["problem_id"]].append(bool(row["correct"]))
     return {
         key: statistics.fmean(statistics.fmean(1.0 if c else 0.0 for c in flags) for flags in problems.values())
         for key, problems in per_problem.items()

@@ -54,9 +54,55 @@ def metrics_table_rows(metrics: Sequence[Mapping[str, Any]]) -> list[list[str]]:
     body = [
         [m["benchmark"], series_label(m), str(m["budget_tokens"]), *(_fmt(m.get(k), f, m) for k, _, f in COLUMNS)]
         for m in _ordered(metrics)
-        if m["mode"] != EvalMode.UNCONSTRAINED
+        if m["mode"] not in _APART
     ]
     return [header, *body]
+
+
+_APART = (EvalMode.UNCONSTRAINED, EvalMode.EFFORT)  # the reference note and the effort-mode table show these
+
+MODE_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("mean_reasoning_tokens", "mean tokens", "f1"),
+    ("token_reduction", "token reduction vs high", "pct"),
+    ("accuracy", "accuracy", "pct"),
+    ("ci", "95% CI", "ci"),
+    ("accuracy_change", "Δ accuracy vs high", "pt"),
+    ("change_ci", "Δ 95% CI (paired)", "change_ci"),
+    ("paired_problems", "paired problems", "int"),
+    ("generations", "n", "int"),
+)
+
+
+def _mode_fmt(value: Any, kind: str, row: Mapping[str, Any]) -> str:
+    if kind == "change_ci":
+        low, high = row["accuracy_change_ci_low"], row["accuracy_change_ci_high"]
+        return "–" if _missing(low) else f"[{100 * low:+.1f}, {100 * high:+.1f}] pt"
+    if kind == "pt":
+        return "–" if _missing(value) else f"{100 * value:+.1f} pt"
+    return _fmt(value, kind, row)
+
+
+def mode_table_rows(modes: Sequence[Mapping[str, Any]]) -> list[list[str]]:
+    """Header row, then one row per (benchmark, model, effort mode) of ``schemas.MODES``."""
+    header = ["benchmark", "model", "mode", "kind", *(title for _, title, _ in MODE_COLUMNS)]
+    body = [
+        [
+            m["benchmark"],
+            m["model"],
+            m["effort"],
+            f"tier {m['tier_tokens']}" if m.get("tier_tokens") is not None else f"share {m['share']:g}",
+            *(_mode_fmt(m.get(k), f, m) for k, _, f in MODE_COLUMNS),
+        ]
+        for m in sorted(modes, key=lambda m: (m["benchmark"], m["model"]))  # stable: modes keep their order
+    ]
+    return [header, *body]
+
+
+MODES_NOTE = (
+    "Per effort mode (`budget.modes`): a tier mode is its tier's budget rows, a share mode its `reasoning "
+    "effort` prompt. Token reduction = 1 − mean tokens / mean tokens of `high`; Δ accuracy is paired per "
+    "problem against `high`, its interval a bootstrap over the problems both have."
+)
 
 
 def _markdown_table(rows: list[list[str]]) -> str:
@@ -82,11 +128,18 @@ def _unconstrained_note(metrics: Sequence[Mapping[str, Any]]) -> list[str]:
     return notes
 
 
-def render_markdown(title: str, metrics: Sequence[Mapping[str, Any]], facts: Mapping[str, Any]) -> str:
+def render_markdown(
+    title: str,
+    metrics: Sequence[Mapping[str, Any]],
+    facts: Mapping[str, Any],
+    modes: Sequence[Mapping[str, Any]] = (),
+) -> str:
     lines = [f"# {title}", ""]
     lines += [f"- **{k}**: {v}" for k, v in facts.items()]
     lines += ["", *(f"- {n}" for n in _unconstrained_note(metrics)), ""]
     lines += ["## Metrics per benchmark, series and budget", "", _markdown_table(metrics_table_rows(metrics)), ""]
+    if modes:
+        lines += ["## Effort modes", "", MODES_NOTE, "", _markdown_table(mode_table_rows(modes)), ""]
     return "\n".join(lines)
 
 
@@ -113,7 +166,11 @@ def _img(path: Path, alt: str) -> str:
 
 
 def render_html(
-    title: str, metrics: Sequence[Mapping[str, Any]], facts: Mapping[str, Any], plots: Mapping[str, Path]
+    title: str,
+    metrics: Sequence[Mapping[str, Any]],
+    facts: Mapping[str, Any],
+    plots: Mapping[str, Path],
+    modes: Sequence[Mapping[str, Any]] = (),
 ) -> str:
     parts = [f"<h1>{html.escape(title)}</h1>", "<ul class='facts'>"]
     parts += [f"<li><b>{html.escape(str(k))}</b>: {html.escape(str(v))}</li>" for k, v in facts.items()]
@@ -122,6 +179,12 @@ def render_html(
     for name, path in plots.items():
         parts += [f"<h2>{html.escape(name)}</h2>", _img(path, f"accuracy and reasoning length vs budget: {name}")]
     parts += ["<h2>Metrics</h2>", _html_table(metrics_table_rows(metrics), "metrics")]
+    if modes:
+        parts += [
+            "<h2>Effort modes</h2>",
+            f"<p>{html.escape(MODES_NOTE)}</p>",
+            _html_table(mode_table_rows(modes), "modes"),
+        ]
     return _page(title, "".join(parts))
 
 
@@ -137,8 +200,8 @@ def compare_rows(
     def key(m: Mapping[str, Any]) -> tuple[str, str, int]:
         return (m["benchmark"], series_label(m), int(m["budget_tokens"]))
 
-    a = {key(m): m for m in first if m["mode"] != EvalMode.UNCONSTRAINED}
-    b = {key(m): m for m in second if m["mode"] != EvalMode.UNCONSTRAINED}
+    a = {key(m): m for m in first if m["mode"] not in _APART}
+    b = {key(m): m for m in second if m["mode"] not in _APART}
     header = ["benchmark", "series", "budget"]
     header += [f"accuracy {names[0]}", f"accuracy {names[1]}", "Δ accuracy"]
     header += [f"tokens {names[0]}", f"tokens {names[1]}", "Δ tokens"]

@@ -39,6 +39,7 @@ from bard_core.evaluation import (
     summarize,
 )
 from bard_core.manifest import Manifest
+from bard_core.mode_table import mode_table
 from bard_core.plots import evaluation_plots
 from bard_core.problems import ProblemCollector
 from bard_core.prompting import load_prompt
@@ -90,7 +91,8 @@ def _requests(
     plain = load_prompt(ctx.cfg.budget.agnostic_template).require(AGNOSTIC_TEMPLATE_FIELDS)
     trunc = cfg.truncation
     truncation = TruncationPrompt(trunc.model, trunc.prompt_budget_tokens) if trunc is not None else None
-    return eval_requests(name, problems, cfg.models, budgets, budgeted, plain, truncation)
+    contract = ctx.cfg.budget.contract() if ctx.cfg.budget.modes else None
+    return eval_requests(name, problems, cfg.models, budgets, budgeted, plain, truncation, contract)
 
 
 def _all_requests(
@@ -131,7 +133,9 @@ def evaluate(
         models={label: checkpoints[label].identity for label in labels},
         benchmark_files=[_benchmark_identity(b) for b in cfg.benchmarks],
     )
-    prompts = (ctx.cfg.budget.user_template, ctx.cfg.budget.agnostic_template)
+    prompts: tuple[str, ...] = (ctx.cfg.budget.user_template, ctx.cfg.budget.agnostic_template)
+    if ctx.cfg.budget.modes:  # the effort prompt is an input only with modes: runs without keep their fingerprint
+        prompts += (ctx.cfg.budget.effort_template,)
     spec = StageSpec("evaluate", VERSION, config, prompts, {"problems": problems, "tokenizer": tokenizer})
 
     def build(writer: ArtifactWriter) -> StageResult:
@@ -157,10 +161,13 @@ def evaluate(
             ctx.cfg.budget.spec(), cfg.bootstrap_samples, cfg.confidence, cfg.seed,
         )  # fmt: skip
         writer.write_table("metrics", pa.Table.from_pylist(metrics, schema=schemas.METRICS))
+        modes = _mode_rows(ctx, cfg, generations, requests)
+        if modes:
+            writer.write_table("modes", pa.Table.from_pylist(modes, schema=schemas.MODES))
         facts = {"benchmarks": counts, "budgets": list(budgets), "samples per problem": cfg.samples_per_problem,
                  "models": {label: checkpoints[label].identity for label in labels},
                  "rejected benchmark rows": len(rejected), "confidence": cfg.confidence}  # fmt: skip
-        report_uri = _write_report(writer, metrics, facts, ctx)
+        report_uri = _write_report(writer, metrics, facts, ctx, modes)
         _publish(metrics, report_uri, ctx.cfg.name)
         return StageResult(
             stats={
@@ -168,6 +175,7 @@ def evaluate(
                 "rejected": len(rejected),
                 "report": report_uri,
                 "metrics": metrics,
+                **({"modes": modes} if modes else {}),
                 "engine_backend": "; ".join(sorted(backends)),
             },
             usage={
@@ -222,6 +230,16 @@ def _settings(ctx: StageContext, cfg: EvaluateConfig, label: str, budgets: tuple
     )  # fmt: skip
 
 
+def _mode_rows(
+    ctx: StageContext, cfg: EvaluateConfig, generations: pa.Table, requests: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The effort-mode table (``bard_core.mode_table``), empty without ``budget.modes``."""
+    if not ctx.cfg.budget.modes:
+        return []
+    rows = in_request_order(generations.to_pylist(), requests)
+    return mode_table(rows, ctx.cfg.budget.contract(), cfg.bootstrap_samples, cfg.confidence, cfg.seed)
+
+
 def _reasons(rows: list[dict[str, Any]]) -> str:
     counts: dict[str, int] = {}
     for row in rows:
@@ -230,16 +248,22 @@ def _reasons(rows: list[dict[str, Any]]) -> str:
 
 
 def _write_report(
-    writer: ArtifactWriter, metrics: list[dict[str, Any]], facts: dict[str, Any], ctx: StageContext
+    writer: ArtifactWriter,
+    metrics: list[dict[str, Any]],
+    facts: dict[str, Any],
+    ctx: StageContext,
+    modes: list[dict[str, Any]],
 ) -> str:
     title = f"BARD evaluation: {ctx.cfg.name} ({writer.ref.key})"
+    # Effort rows have no budget axis: the effort-mode table shows them, not the plots against budget.
+    plotted = [m for m in metrics if m["mode"] != schemas.EvalMode.EFFORT]
     with tempfile.TemporaryDirectory() as tmp:
-        plots = evaluation_plots(metrics, ctx.cfg.budget.spec(), Path(tmp))
+        plots = evaluation_plots(plotted, ctx.cfg.budget.spec(), Path(tmp))
         for name, path in plots.items():
             writer.write_bytes(f"plots/{name}.png", path.read_bytes())
-        page = render_html(title, metrics, facts, plots)
+        page = render_html(title, metrics, facts, plots, modes)
     writer.write_bytes("report.html", page.encode("utf-8"))
-    writer.write_bytes("report.md", render_markdown(title, metrics, facts).encode("utf-8"))
+    writer.write_bytes("report.md", render_markdown(title, metrics, facts, modes).encode("utf-8"))
     entry = writer.files["report.html"]
     return ctx.store.uri(writer.ref, entry.path)
 
@@ -255,7 +279,7 @@ def _publish(metrics: list[dict[str, Any]], report_uri: str, run_name: str) -> N
 
     if not (FlowRunContext.get() or TaskRunContext.get()):
         return
-    shown = [m for m in metrics if m["mode"] != schemas.EvalMode.UNCONSTRAINED]
+    shown = [m for m in metrics if m["mode"] not in (schemas.EvalMode.UNCONSTRAINED, schemas.EvalMode.EFFORT)]
     table = [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in m.items() if k in _TABLE_KEYS} for m in shown]
     create_table_artifact(key="evaluate-metrics", table=table, description=f"{run_name}: metrics per budget")
     create_markdown_artifact(

@@ -4,22 +4,32 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 from typing import Any
 
+import pyarrow as pa
 import pytest
 
+from bard_core import schemas
 from bard_core.budget import BudgetSpec
+from bard_core.chat_contract import BudgetContract
+from bard_core.config.stages import BudgetConfig
+from bard_core.engine import Completion, GenerationRequest, GenerationResult
 from bard_core.evaluation import (
     EvalSettings,
     bootstrap_mean_ci,
     eval_requests,
+    evaluate_batch,
     generation_order,
     in_request_order,
+    prepared,
     recompute_accuracy,
     summarize,
 )
 from bard_core.judge import Verdict, judge
+from bard_core.mode_table import mode_table
 from bard_core.prompting import PromptTemplate
+from bard_core.report import render_markdown
 from bard_core.schemas import EvalMode
 from bard_core.truncation import truncation_prefix
 
@@ -171,3 +181,102 @@ def test_metrics_do_not_depend_on_the_generation_order() -> None:
         summarize(r, SPEC, bootstrap_samples=200) for r in (in_order, in_request_order(generated, requests))
     )
     assert repr(after) == repr(before)  # bootstrap intervals included (repr: NaN equals NaN)
+
+
+def _mode_contract() -> BudgetContract:
+    modes = {"low": {"share": 0.25}, "medium": {"tier_tokens": 32}, "high": {"share": 1.0}}
+    return BudgetConfig(tiers_tokens=SPEC.tiers_tokens, tolerance=0.25, modes=modes).contract()
+
+
+def test_effort_modes_add_one_request_per_problem_and_share_mode() -> None:
+    budgeted = PromptTemplate("u", "{problem} in {budget_tokens} tokens")
+    problems = [{"problem_id": f"p{i}", "problem": f"q{i}", "answer": "1", "meta": "{}", "grader": "math"}
+                for i in range(3)]  # fmt: skip
+    contract = _mode_contract()
+    rows = eval_requests("b", problems, ["sft"], (16, 128), budgeted, budgeted, None, contract)["sft"]
+    effort = [r for r in rows if r["mode"] == EvalMode.EFFORT]
+    assert [(r["problem_id"], r["effort"]) for r in effort] == [(f"p{i}", m) for i in range(3) for m in ("low", "high")]
+    assert effort[0]["prompt"][0]["content"] == contract.render("q0", effort="low")
+    assert all(r["budget_tokens"] == 0 for r in effort)
+    # the tier mode `medium` is the tier-32 budget rows: 32 joins the grid
+    assert sorted({r["budget_tokens"] for r in rows if r["mode"] == EvalMode.BUDGET}) == [16, 32, 128]
+    assert len({prepared(r)["request_id"] for r in rows}) == len(rows)  # the share modes' ids differ
+    assert _settings().params(effort[0]).max_new_tokens == 2 * 128 + 24  # as long as the largest tier
+    plain = eval_requests("b", problems, ["sft"], (16, 128), budgeted, budgeted)["sft"]
+    assert plain == [r for r in rows if r["mode"] == EvalMode.BUDGET and r["budget_tokens"] != 32]
+    assert all("effort" not in r for r in plain)  # no modes: the requests as before
+
+
+def _effort_rows(rng: random.Random) -> list[dict[str, Any]]:
+    rows = []
+    for i in range(60):
+        pid = f"p{i}"
+        hard = i % 3 == 0  # a third of the problems fail in every mode: shared difficulty, paired away
+        for k in range(2):
+            rows.append(_row("sft", EvalMode.EFFORT, 0, pid, not hard, 100 + k, effort="high"))
+            rows.append(_row("sft", EvalMode.EFFORT, 0, pid, not hard and i % 2 == 0, 25, effort="low"))
+            rows.append(_row("sft", EvalMode.BUDGET, 32, pid, not hard and rng.random() < 0.9, 30))
+    return rows
+
+
+def test_mode_table_measures_each_mode_against_high_with_a_paired_interval() -> None:
+    rows = _effort_rows(random.Random(0))
+    rows.append(_row("sft", EvalMode.EFFORT, 0, "p1", True, 9999, effort="low", error="boom"))  # left out
+    table = {m["effort"]: m for m in mode_table(rows, _mode_contract(), bootstrap_samples=400)}
+    assert list(table) == ["low", "medium", "high"]
+    high, low, medium = table["high"], table["low"], table["medium"]
+    assert high["mean_reasoning_tokens"] == pytest.approx(100.5) and high["token_reduction"] == 0.0
+    assert high["accuracy_change"] == 0.0 and high["accuracy_change_ci_low"] == high["accuracy_change_ci_high"] == 0.0
+    assert low["token_reduction"] == pytest.approx(1 - 25 / 100.5)
+    assert low["accuracy"] == pytest.approx(20 / 60) and high["accuracy"] == pytest.approx(40 / 60)
+    assert low["accuracy_change"] == pytest.approx(-20 / 60) and low["paired_problems"] == 60
+    assert low["accuracy_change_ci_low"] < -20 / 60 < low["accuracy_change_ci_high"] < 0
+    assert medium["tier_tokens"] == 32 and medium["share"] is None and medium["generations"] == 120
+    assert medium["mean_reasoning_tokens"] == 30.0
+    assert mode_table(rows, BudgetConfig(tiers_tokens=SPEC.tiers_tokens).contract()) == []
+    metrics = summarize(rows, SPEC, bootstrap_samples=50)
+    efforts = {m["effort"]: m for m in metrics if m["mode"] == EvalMode.EFFORT}
+    assert set(efforts) == {"low", "high"} and efforts["low"]["errors"] == 1  # one metrics row per share mode
+    assert recompute_accuracy(rows)[("sft", "b", EvalMode.EFFORT, 0, "low")] == efforts["low"]["accuracy"]
+    assert all(m["effort"] is None for m in metrics if m["mode"] != EvalMode.EFFORT)
+    markdown = render_markdown("t", metrics, {}, list(table.values()))
+    assert "## Effort modes" in markdown and "| b | sft | low | share 0.25 | 25.0 | 75.1% |" in markdown
+    assert "| b | sft | medium | tier 32 |" in markdown
+    assert "| b | effort(sft) |" not in markdown  # effort rows are in the mode table, not the budget table
+    assert "Effort modes" not in render_markdown("t", metrics, {})
+
+
+class _Words:
+    def count_many(self, texts: Sequence[str]) -> list[int]:
+        return [len(t.split()) for t in texts]
+
+
+class _Answers:
+    """An engine answering every request with one short closed trace, recording the limits it was given."""
+
+    model = backend = "scripted"
+
+    def __init__(self) -> None:
+        self.limits: list[int] = []
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        self.limits += [r.params.max_new_tokens for r in requests]
+        text = "<think>\na b c\n</think>\n\\boxed{1}"
+        return [GenerationResult(r.request_id, (Completion(text, "stop", 9),), 0) for r in requests]
+
+    def close(self) -> None:
+        return None
+
+
+def test_an_effort_request_generates_rows_of_its_mode() -> None:
+    problems = [{"problem_id": "p0", "problem": "q0", "answer": "1", "meta": "{}", "grader": "math"}]
+    budgeted = PromptTemplate("u", "{problem} in {budget_tokens} tokens")
+    rows = eval_requests("b", problems, ["sft"], (16,), budgeted, budgeted, None, _mode_contract())["sft"]
+    engine = _Answers()
+    out, _ = evaluate_batch(engine, _Words(), rows, _settings(samples_per_problem=1))
+    generated = [g for group in out for g in group]
+    effort = [g for g in generated if g["mode"] == EvalMode.EFFORT]
+    assert sorted(g["effort"] for g in effort) == ["high", "low"] and all(g["correct"] for g in effort)
+    assert sorted(engine.limits) == [2 * 16 + 24, 2 * 32 + 24, 2 * 128 + 24, 2 * 128 + 24]
+    table = pa.Table.from_pylist(generated, schema=schemas.GENERATIONS)
+    assert table.column("effort").null_count == 2  # the budget rows (16 and the tier mode's 32)
