@@ -119,6 +119,13 @@ def _benchmark_identity(bench: BenchmarkConfig) -> str | None:
     return source_content_hash(_as_source(bench))
 
 
+def prompt_files(ctx: StageContext) -> tuple[str, ...]:
+    """The prompt files the stage's fingerprint covers: the effort prompt only with modes, so that a run
+    without them keeps its fingerprint."""
+    budget = ctx.cfg.budget
+    return (budget.user_template, budget.agnostic_template) + ((budget.effort_template,) if budget.modes else ())
+
+
 @task(name="evaluate", cache_policy=NO_CACHE)
 def evaluate(
     ctx: StageContext, problems: ArtifactRef, tokenizer: ArtifactRef, checkpoints: Mapping[str, ModelLocation]
@@ -133,10 +140,7 @@ def evaluate(
         models={label: checkpoints[label].identity for label in labels},
         benchmark_files=[_benchmark_identity(b) for b in cfg.benchmarks],
     )
-    prompts: tuple[str, ...] = (ctx.cfg.budget.user_template, ctx.cfg.budget.agnostic_template)
-    if ctx.cfg.budget.modes:  # the effort prompt is an input only with modes: runs without keep their fingerprint
-        prompts += (ctx.cfg.budget.effort_template,)
-    spec = StageSpec("evaluate", VERSION, config, prompts, {"problems": problems, "tokenizer": tokenizer})
+    spec = StageSpec("evaluate", VERSION, config, prompt_files(ctx), {"problems": problems, "tokenizer": tokenizer})
 
     def build(writer: ArtifactWriter) -> StageResult:
         log = logger()
