@@ -23,6 +23,7 @@ from bard_pipeline.flows.experiment_cli import register as register_experiment_c
 from bard_pipeline.flows.export_cli import register as register_export_command  # noqa: E402
 from bard_pipeline.flows.push_cli import register as register_push_command  # noqa: E402
 from bard_pipeline.flows.recipes_cli import register as register_recipe_commands  # noqa: E402
+from bard_pipeline.flows.serve_cli import register as register_serve_command  # noqa: E402
 from bard_pipeline.flows.stack_cli import register as register_stack_commands  # noqa: E402
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="Budget-aware reasoning distillation pipeline.")
@@ -327,6 +328,7 @@ register_experiment_commands(app)
 register_recipe_commands(app)
 register_push_command(artifacts_app, _store)
 register_export_command(app, _store)
+register_serve_command(app, _store)
 
 if __name__ == "__main__":
     app()

@@ -1,4 +1,4 @@
-"""Deployments served by one long-running process (`bard serve`, started by `bard up`):
+"""Deployments served by one long-running process (`bard serve-deployments`; `bard up` starts the same):
 
 - ``bard-distill/distill``        the full distillation; recipe, overrides, stages, from_run, until editable in the UI;
 - ``bard-stage/stage``            one stage (and optionally what follows) with its inputs from an earlier run;

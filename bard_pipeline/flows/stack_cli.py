@@ -1,4 +1,5 @@
-"""`bard up|status|down|serve` and `bard teachers register`: the local stack and the deployments it serves."""
+"""`bard up|status|down|serve-deployments` and `bard teachers register`: the local stack, the deployments it
+serves, and optionally a student server (`bard up --student REF`)."""
 
 from __future__ import annotations
 
@@ -114,7 +115,7 @@ def down(state_dir: StateDir = DEFAULT_STATE) -> None:
     console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing to stop")
 
 
-def serve(
+def serve_deployments(
     recipe: Annotated[str, typer.Option(help="Default recipe of the deployments")] = "toy",
     watch_cron: Annotated[str, typer.Option(help="Teacher watcher schedule ('' for none)")] = "*/15 * * * *",
 ) -> None:
@@ -149,6 +150,7 @@ def teachers_register(
 
 
 def register(app: typer.Typer) -> None:
-    for command in (up, status, down, serve):
+    for command in (up, status, down):
         app.command()(command)
+    app.command("serve-deployments")(serve_deployments)
     app.add_typer(teachers_app, name="teachers")

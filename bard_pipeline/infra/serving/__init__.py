@@ -1,0 +1,1 @@
+"""Serving an exported student: vLLM's OpenAI server with the budget contract (`bard serve REF`)."""
