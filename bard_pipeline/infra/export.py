@@ -14,7 +14,6 @@ artifact), and the prompt files it names must still hash as they did then.
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -124,6 +123,12 @@ def trained_student(store: ArtifactStore, ref: ArtifactRef) -> Student:
     carrier = next((m for m in carriers if "budget" in m.config), None)
     if carrier is None:
         raise ExportError(f"{ref.key}: neither it nor its dataset records a budget section; it cannot be exported")
+    if ref.stage == "sft" and carrier.stage == "materialize" and carrier.config.get("budget_conditioning") is False:
+        raise ExportError(
+            f"{ref.key} was trained budget-agnostic ({carrier.stage}/{carrier.fingerprint} has "
+            "materialize.budget_conditioning: false): it learned no budget contract to export; copy its files with "
+            f"`bard artifacts export {ref.key} DIR` instead"
+        )
     _check_prompts(ref, carrier, BudgetConfig.model_validate(carrier.config["budget"]))
     base_model, note = _base(store, manifest)
     return Student(ref, manifest, BudgetConfig.model_validate(carrier.config["budget"]), dataset, base_model, note)
@@ -309,10 +314,3 @@ def export_to_temp(
     except BaseException:
         tmp.cleanup()
         raise
-
-
-def describe(folder: Path) -> str:
-    """One line on an exported folder (for the CLI)."""
-    contract = json.loads((folder / CONTRACT_FILE).read_text(encoding="utf-8"))
-    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
-    return f"{len(files)} files; thinking_budget tiers {contract['tiers_tokens']}"

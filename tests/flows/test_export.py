@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from bard_core.chat_contract import CONTRACT_FILE, BudgetContract
 from bard_core.config.stages import BudgetConfig
 from bard_pipeline.flows.cli import app
-from bard_pipeline.infra.export import export_student, resolve_student
+from bard_pipeline.infra.export import ExportError, export_student, resolve_student
 from bard_pipeline.infra.store import ArtifactRef, ArtifactStore
 from bard_pipeline.infra.writer import ArtifactWriter
 from tests.flows.conftest import SmokeRun
@@ -172,3 +172,17 @@ def test_effort_modes_render_the_trained_mode_prompts(smoke_run: SmokeRun, tmp_p
         and "| `medium` | the 32-token tier |" in card.text
     )
     assert "No evaluation was exported" in card.text
+
+
+def test_a_budget_agnostic_student_is_refused(tmp_path: Path) -> None:
+    store = ArtifactStore(f"file://{tmp_path}/store")
+    data = ArtifactWriter(store, ArtifactRef("materialize", "d" * 20))
+    data.write_json("stats.json", {})
+    config = {"budget": BudgetConfig().fingerprint_dump(), "budget_conditioning": False}
+    data.commit(inputs={}, config=config, prompts={})
+    model = ArtifactWriter(store, ArtifactRef("sft", "a" * 20))
+    model.write_json("model/config.json", {})
+    model.commit(inputs={"dataset": data.ref.key}, config={}, prompts={})
+    with pytest.raises(ExportError, match=r"trained budget-agnostic .*`bard artifacts export sft/a+ DIR`"):
+        export_student(store, model.ref, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
