@@ -49,9 +49,16 @@ def up(
     ray_port: Annotated[int, typer.Option(help="Ray GCS port")] = 6380,
     recipe: Annotated[str, typer.Option(help="Default recipe of the deployments")] = "toy",
     watch_cron: Annotated[str, typer.Option(help="Teacher watcher schedule ('' for none)")] = "*/15 * * * *",
+    student: Annotated[
+        str | None, typer.Option(help="Also serve this student (sft/<fp>, rl/<fp>, run id or `latest`): bard serve")
+    ] = None,
+    student_port: Annotated[int, typer.Option(help="Port of the student's OpenAI-compatible API")] = 8000,
+    student_store: Annotated[
+        str | None, typer.Option(help="Store root URL the student is read from (default: the recipe's)")
+    ] = None,
 ) -> None:
     """Start the local stack on 127.0.0.1: Prefect server + UI, the deployments' serve process, optionally
-    S3 and a Ray head. PIDs are recorded; `bard down` stops exactly those."""
+    S3, a Ray head and a student server (`bard serve`). PIDs are recorded; `bard down` stops exactly those."""
     stack, env, py = Stack(state_dir), _env(state_dir), sys.executable
     api = f"http://{HOST}:{port}/api"
     try:
@@ -75,18 +82,31 @@ def up(
         if s3:  # the local S3 server takes any credentials; the user's own, if set, win
             serve_env = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local-secret", **serve_env}
         stack.start("serve", serve, serve_env, None, f"{api}/deployments/name/bard-distill/distill", timeout_s=180)
+        if student:
+            _start_student(stack, env, student, student_port, student_store, recipe)
     except StackError as exc:
         stack.stop()
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(1) from None
     status(state_dir)
     console.print(f"\nexport PREFECT_API_URL={api}    # UI: http://{HOST}:{port}", highlight=False)
+    if student:
+        console.print(f"student: OpenAI base_url=http://{HOST}:{student_port}/v1 (model bard-student)", highlight=False)
     if s3:
         console.print(
             f"store on S3: store.root=s3://{S3_BUCKET}/store store.endpoint_url=http://{HOST}:{s3_port} "
             "(any AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)",
             highlight=False,
         )
+
+
+def _start_student(
+    stack: Stack, env: dict[str, str], ref: str, port: int, store: str | None, recipe: str
+) -> None:  # fmt: skip
+    """`bard serve REF` as a component: it exports the student and runs vLLM (its log: student.log)."""
+    command = [sys.executable, "-m", "bard_pipeline.flows.cli", "serve", ref, "--port", str(port)]
+    command += ["--store", store] if store else ["--recipe", recipe]  # the recipe's store, endpoint included
+    stack.start("student", command, env, port, f"http://{HOST}:{port}/health", timeout_s=600)
 
 
 def _create_bucket(endpoint: str) -> None:

@@ -73,7 +73,8 @@ def vllm_python(explicit: str | None = None) -> Path:
                 f"no python at {path} (--vllm-python / ${VLLM_PYTHON_ENV}); create it: ./bootstrap.sh vllm"
             )
         return path
-    return DEFAULT_VLLM_PYTHON.resolve() if DEFAULT_VLLM_PYTHON.is_file() else Path(sys.executable)
+    # absolute(), not resolve(): a venv's python is a symlink to the base interpreter, which lacks vLLM
+    return DEFAULT_VLLM_PYTHON.absolute() if DEFAULT_VLLM_PYTHON.is_file() else Path(sys.executable)
 
 
 def load_contract(folder: Path) -> BudgetContract:
@@ -150,12 +151,18 @@ def start_server(python: Path, folder: Path, options: ServeOptions, log: Path | 
             out.close()
 
 
-def wait_healthy(process: subprocess.Popen[bytes], options: ServeOptions, timeout_s: float) -> None:
+def _tail(log: Path | None) -> str:
+    return "" if log is None or not log.is_file() else ":\n" + log.read_text(errors="replace")[-3000:]
+
+
+def wait_healthy(
+    process: subprocess.Popen[bytes], options: ServeOptions, timeout_s: float, log: Path | None = None
+) -> None:
     url = f"http://{options.host}:{options.port}/health"
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise ServeError(f"the vLLM server exited with {process.returncode} before it answered {url}")
+            raise ServeError(f"the vLLM server exited with {process.returncode} before it answered {url}{_tail(log)}")
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
@@ -163,7 +170,7 @@ def wait_healthy(process: subprocess.Popen[bytes], options: ServeOptions, timeou
         except (urllib.error.URLError, OSError):
             pass
         time.sleep(1.0)
-    raise ServeError(f"the vLLM server did not answer {url} within {timeout_s:.0f} s")
+    raise ServeError(f"the vLLM server did not answer {url} within {timeout_s:.0f} s{_tail(log)}")
 
 
 def stop_server(process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
@@ -187,7 +194,7 @@ def serving(
     """The server, healthy, for the body of a ``with``; stopped by its process group afterwards."""
     process = start_server(python, folder, options, log)
     try:
-        wait_healthy(process, options, ready_s)
+        wait_healthy(process, options, ready_s, log)
         yield process
     finally:
         stop_server(process)
