@@ -1,0 +1,104 @@
+"""`bard serve`'s budget enforcement (the middleware's request rewrite) and its command line, without vLLM."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from bard_core.config import BudgetConfig
+from bard_pipeline.infra.serving import enforce
+from bard_pipeline.infra.serving.enforce import BudgetEnforcement, forced_budget_tokens, rewrite
+from bard_pipeline.infra.serving.launcher import ServeOptions, server_command, server_env
+
+
+@pytest.fixture
+def contract() -> Any:
+    modes = {"low": {"tier_tokens": 16}, "medium": {"share": 0.5}, "high": {"tier_tokens": 64}}
+    return BudgetConfig.model_validate({"tiers_tokens": [16, 32, 64], "tolerance": 0.25, "modes": modes}).contract()
+
+
+def test_a_budget_or_a_tier_mode_is_enforced_at_its_upper_bound(contract: Any) -> None:
+    assert forced_budget_tokens({"chat_template_kwargs": {"thinking_budget": 32}}, contract) == 40
+    assert forced_budget_tokens({"reasoning_effort": "low"}, contract) == 20
+    assert forced_budget_tokens({"chat_template_kwargs": {"reasoning_effort": "high"}}, contract) == 80
+    assert forced_budget_tokens({"chat_template_kwargs": {"thinking_budget": 32}}, contract, margin_tokens=3) == 37
+    assert forced_budget_tokens({}, contract) == 80  # no budget: the contract's default (the largest tier)
+
+
+def test_share_modes_and_refused_requests_are_not_enforced(contract: Any) -> None:
+    assert forced_budget_tokens({"reasoning_effort": "medium"}, contract) is None  # a share: no token bound
+    assert forced_budget_tokens({"chat_template_kwargs": {"thinking_budget": 999}}, contract) is None
+    assert forced_budget_tokens({"reasoning_effort": "xhigh"}, contract) is None
+    assert forced_budget_tokens({"chat_template_kwargs": {"thinking_budget": "many"}}, contract) is None
+
+
+def test_the_request_overrides_the_default_and_its_own_budget_wins(contract: Any) -> None:
+    body = {"reasoning_effort": "low", "bard_enforce": False}
+    assert rewrite(dict(body), contract, True, 0) == {"reasoning_effort": "low"}  # the field never reaches vLLM
+    assert rewrite({"reasoning_effort": "low", "bard_enforce": True}, contract, False, 0)["thinking_token_budget"] == 20
+    own = {"reasoning_effort": "low", "thinking_token_budget": 7}
+    assert rewrite(dict(own), contract, True, 0)["thinking_token_budget"] == 7
+
+
+def _call(app_env: dict[str, str], body: bytes, headers: list[tuple[bytes, bytes]], monkeypatch: Any) -> Any:
+    for key, value in app_env.items():
+        monkeypatch.setenv(key, value)
+    seen: dict[str, Any] = {}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        message = await receive()
+        seen["body"], seen["headers"] = message["body"], dict(scope["headers"])
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    async def send(message: Any) -> None:
+        return None
+
+    scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "headers": headers}
+    asyncio.run(BudgetEnforcement(app)(scope, receive, send))
+    return seen
+
+
+def test_the_middleware_rewrites_the_body_and_its_length(contract: Any, tmp_path: Path, monkeypatch: Any) -> None:
+    path = tmp_path / "bard_budget.json"
+    path.write_text(contract.dumps())
+    env = {enforce.CONTRACT_ENV: str(path), enforce.ENFORCE_ENV: "1"}
+    body = json.dumps({"model": "m", "messages": [], "chat_template_kwargs": {"thinking_budget": 16}}).encode()
+    seen = _call(env, body, [(b"content-length", str(len(body)).encode())], monkeypatch)
+    assert json.loads(seen["body"])["thinking_token_budget"] == 20
+    assert seen["headers"][b"content-length"] == str(len(seen["body"])).encode()
+    off = _call(env, body, [(b"x-bard-enforce", b"0")], monkeypatch)  # the header turns it off per request
+    assert "thinking_token_budget" not in json.loads(off["body"])
+    assert b"x-bard-enforce" not in off["headers"]
+
+
+def test_the_middleware_needs_the_contract(monkeypatch: Any) -> None:
+    monkeypatch.delenv(enforce.CONTRACT_ENV, raising=False)
+    with pytest.raises(RuntimeError, match="BARD_BUDGET_CONTRACT"):
+        BudgetEnforcement(lambda *a: None)  # type: ignore[arg-type]
+
+
+def test_the_server_command_carries_the_reasoning_config_and_the_middleware(tmp_path: Path) -> None:
+    options = ServeOptions(port=8123, served_model_name="s", enforce_budget=False, cpu=True, dtype="float32")
+    command = server_command(Path("py"), tmp_path, options)
+    assert command[command.index("--middleware") + 1] == "bard_pipeline.infra.serving.enforce.BudgetEnforcement"
+    assert json.loads(command[command.index("--reasoning-config") + 1])["reasoning_end_str"] == "</think>"
+    assert {"--enforce-eager", "--no-enable-chunked-prefill"} <= set(command)
+    env = server_env(tmp_path, options)
+    assert env[enforce.ENFORCE_ENV] == "0" and env[enforce.CONTRACT_ENV].endswith("bard_budget.json")
+
+
+def test_bard_serve_is_the_student_server_and_the_deployments_moved() -> None:
+    from bard_pipeline.flows.cli import app
+
+    runner = CliRunner()
+    assert "thinking_budget" in runner.invoke(app, ["serve", "--help"]).output
+    assert "deployments" in runner.invoke(app, ["serve-deployments", "--help"]).output
+    missing = runner.invoke(app, ["serve", "sft/0123456789abcdef0123", "--store", "file:///nonexistent-bard-store"])
+    assert missing.exit_code == 2
