@@ -102,3 +102,20 @@ def test_bard_serve_is_the_student_server_and_the_deployments_moved() -> None:
     assert "deployments" in runner.invoke(app, ["serve-deployments", "--help"]).output
     missing = runner.invoke(app, ["serve", "sft/0123456789abcdef0123", "--store", "file:///nonexistent-bard-store"])
     assert missing.exit_code == 2
+
+
+def test_bard_up_student_starts_bard_serve_as_a_component(tmp_path: Path) -> None:
+    from bard_pipeline.flows import stack_cli
+
+    calls: list[tuple[Any, ...]] = []
+
+    class Recorder:
+        def start(self, *args: Any, **kwargs: Any) -> None:
+            calls.append((*args, kwargs))
+
+    stack_cli._start_student(Recorder(), {}, "latest", 8123, None, "toy")  # type: ignore[arg-type]
+    name, command, _, port, health, kwargs = calls[0]
+    assert (name, port, health) == ("student", 8123, "http://127.0.0.1:8123/health")
+    assert command[2:6] == ["bard_pipeline.flows.cli", "serve", "latest", "--port"]
+    assert command[-2:] == ["--recipe", "toy"]  # the recipe's store, its endpoint included
+    assert kwargs["timeout_s"] >= 300  # vLLM takes a minute or more to start on a CPU
