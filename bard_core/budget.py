@@ -65,17 +65,26 @@ class BudgetError(ValueError):
 
 @dataclass(frozen=True)
 class BudgetSpec:
-    """Tiers, fidelity shape and tolerance: everything that decides whether a length fits a budget."""
+    """Tiers, fidelity shape and tolerance: everything that decides whether a length fits a budget; and
+    the leak threshold: an answer (the text after ``</think>``) longer than ``leak_answer_tokens`` student
+    tokens counts as leaked reasoning (``budget.leak_answer_tokens``)."""
 
     tiers_tokens: tuple[int, ...]
     shape: FidelityShape = FidelityShape.TARGET
     tolerance: float = 0.2
+    leak_answer_tokens: int = 256
+
+    def leaked(self, closed: bool, answer_tokens: int) -> bool:
+        """Reasoning leaked past ``</think>``: a closed output whose answer is longer than the threshold."""
+        return closed and answer_tokens > self.leak_answer_tokens
 
     def __post_init__(self) -> None:
         if not self.tiers_tokens or list(self.tiers_tokens) != sorted(set(self.tiers_tokens)):
             raise BudgetError(f"tiers must be unique and ascending, got {list(self.tiers_tokens)}")
         if self.tiers_tokens[0] <= 0:
             raise BudgetError(f"tiers must be positive token counts, got {list(self.tiers_tokens)}")
+        if self.leak_answer_tokens < 1:
+            raise BudgetError(f"leak_answer_tokens must be a positive token count, got {self.leak_answer_tokens}")
 
     def bounds(self, budget_tokens: int) -> tuple[int, int]:
         """Inclusive [min, max] reasoning length accepted for a budget."""

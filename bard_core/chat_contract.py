@@ -119,14 +119,15 @@ class BudgetContract:
     def from_json(cls, data: Mapping[str, Any]) -> BudgetContract:
         from bard_core.budget import FidelityShape
 
-        spec = BudgetSpec(tuple(data["tiers_tokens"]), FidelityShape(data["fidelity"]), float(data["tolerance"]))
+        leak = int(data.get("leak_answer_tokens", 256))
+        spec = BudgetSpec(tuple(data["tiers_tokens"]), FidelityShape(data["fidelity"]), float(data["tolerance"]), leak)
         return cls(
             spec=spec,
             budgeted=PromptTemplate(data["user_template"]["ref"], data["user_template"]["text"]),
             effort=PromptTemplate(data["effort_template"]["ref"], data["effort_template"]["text"]),
             modes=tuple(EffortMode(m["name"], m.get("tier_tokens"), m.get("share")) for m in data["modes"]),
             default=data.get("default"),
-            leak_answer_tokens=int(data.get("leak_answer_tokens", 256)),
+            leak_answer_tokens=leak,
         )
 
     def dumps(self) -> str:

@@ -176,7 +176,7 @@ def evaluate_batch(
         answers = engine.generate([cut.request for _, cut in forced])
         usage.add(answers)
         for (index, cut), answer in zip(forced, answers, strict=True):
-            out[index].append(finish_cut(requests[index], cut, answer, settings.spec))
+            out[index].append(finish_cut(requests[index], cut, answer, settings.spec, counter))
     return out, usage
 
 
@@ -307,6 +307,16 @@ def _metrics_row(
         "unparsed": sum(bool(r["unparsed"]) for r in ok),
         "tokens_saved": 1.0 - lengths["mean_tokens"] / unconstrained if unconstrained else float("nan"),
         "effort": key[4] if len(key) > 4 else None,
+        **_answer_figures(ok),
+    }
+
+
+def _answer_figures(rows: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """Mean answer length and leak rate of judged rows; NaN for rows written before verdicts had them."""
+    counted = [r for r in rows if r.get("answer_tokens") is not None and r.get("leaked") is not None]
+    return {
+        "mean_answer_tokens": statistics.fmean(int(r["answer_tokens"]) for r in counted) if counted else math.nan,
+        "leak_rate": _fraction([bool(r["leaked"]) for r in counted]),
     }
 
 

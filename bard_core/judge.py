@@ -16,10 +16,15 @@ Rules, stated once:
 - **Fit** (for a budget > 0): ``within`` and ``over`` come from ``BudgetSpec`` (``over``: past the upper
   bound of the accepted band); ``fidelity`` is the RL fidelity score, 0 for an output that is not parsed.
   A budget of 0 (the unconstrained reference) has no fit: fidelity 0, neither within nor over.
+- **Answer length** (student tokens): ``answer_tokens`` counts the text after ``</think>``
+  (``parse_think(text).final``); 0 for an output that never closes (it has no answer).
+- **Leaked**: closed, with an answer longer than ``BudgetSpec.leak_answer_tokens`` (``budget.leak_answer_tokens``):
+  reasoning that ran on past ``</think>`` into the answer, where the budget does not see it (ThinkDial,
+  arXiv 2508.18773). Reported as ``leak_rate`` and, with ``rl.leak_factor``, penalised in the RL reward.
 - **Reward**: ``correct × fidelity``, which is 0 for anything not parsed (see ``rewards``).
 
-``answer_tokens`` is not part of the verdict: counting the answer would tokenize every output twice, and
-no summary uses it.
+Counting the answer too means a second tokenization per output (of its answer, usually much shorter than
+its reasoning); ``verdicts`` batches both counts in one ``count_many`` call.
 """
 
 from __future__ import annotations
@@ -47,6 +52,8 @@ class Verdict:
     fidelity: float
     within: bool
     over: bool
+    answer_tokens: int  # student tokens after </think>; 0 when unclosed
+    leaked: bool  # closed, and answer_tokens > BudgetSpec.leak_answer_tokens
 
     @property
     def unparsed(self) -> bool:
@@ -64,6 +71,12 @@ def counted_text(text: str) -> str:
     return think.reasoning if think.reasoning is not None else text
 
 
+def answer_text(text: str) -> str:
+    """The part of an output whose tokens are its answer length: after ``</think>``; empty when unclosed."""
+    think = parse_think(text)
+    return think.final if think.closed else ""
+
+
 def judge(
     text: str,
     answer: str,
@@ -72,9 +85,11 @@ def judge(
     budget_tokens: int,
     spec: BudgetSpec,
     reasoning_tokens: int,
+    answer_tokens: int,
 ) -> Verdict:
-    """Judge one output whose reasoning length (``counted_text``, student tokens) is already counted:
-    counting is batched by the callers (``verdicts``). Never raises on the model's text."""
+    """Judge one output whose reasoning length (``counted_text``) and answer length (``answer_text``),
+    student tokens, are already counted: counting is batched by the callers (``verdicts``). Never raises
+    on the model's text."""
     think = parse_think(text)
     parsed = think.closed and bool(think.reasoning)
     graded = grade(think.final, answer, grader, meta) if think.closed else None
@@ -91,6 +106,8 @@ def judge(
         fidelity=spec.fidelity(reasoning_tokens, budget_tokens) if parsed and fits else 0.0,
         within=fits and spec.within(reasoning_tokens, budget_tokens),
         over=fits and spec.over(reasoning_tokens, budget_tokens),
+        answer_tokens=answer_tokens if think.closed else 0,
+        leaked=spec.leaked(think.closed, answer_tokens),
     )
 
 
@@ -103,20 +120,23 @@ def verdicts(
     spec: BudgetSpec,
     counter: TokenCounter,
 ) -> list[Verdict]:
-    """Judge a batch, counting every reasoning length in one tokenizer call."""
-    lengths = counter.count_many([counted_text(t) for t in texts])
+    """Judge a batch, counting every reasoning length and every answer length in one tokenizer call."""
+    counts = counter.count_many([*(counted_text(t) for t in texts), *(answer_text(t) for t in texts)])
+    lengths, answer_lengths = counts[: len(texts)], counts[len(texts) :]
     return [
-        judge(t, a, g, m, int(b), spec, n)
-        for t, a, g, m, b, n in zip(texts, answers, graders, metas, budgets, lengths, strict=True)
+        judge(t, a, g, m, int(b), spec, n, k)
+        for t, a, g, m, b, n, k in zip(texts, answers, graders, metas, budgets, lengths, answer_lengths, strict=True)
     ]
 
 
 def verdict_columns(verdict: Verdict) -> dict[str, Any]:
-    """The verdict as the judged columns of a generation row: ``schemas.GENERATIONS`` stores the first five
+    """The verdict as the judged columns of a generation row: ``schemas.GENERATIONS`` stores the first seven
     (its writer keeps only the schema's columns); the probe's table also keeps ``parsed``, ``fidelity`` and
     ``reward``."""
     return {
         "reasoning_tokens": verdict.reasoning_tokens,
+        "answer_tokens": verdict.answer_tokens,
+        "leaked": verdict.leaked,
         "closed": verdict.closed,
         "unparsed": verdict.unparsed,
         "pred_answer": verdict.pred_answer,
@@ -129,6 +149,8 @@ def verdict_columns(verdict: Verdict) -> dict[str, Any]:
 
 # A request that produced no output: nothing to judge, scored wrong (and counted as an error).
 NO_OUTPUT_COLUMNS: dict[str, Any] = {
+    "answer_tokens": 0,
+    "leaked": False,
     "closed": False,
     "unparsed": False,
     "pred_answer": None,

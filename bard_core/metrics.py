@@ -62,6 +62,8 @@ def budget_following(rows: Sequence[Mapping[str, Any]], spec: BudgetSpec) -> dic
             "parsed": statistics.fmean(1.0 if r["parsed"] else 0.0 for r in group),
             **length_summary([int(r["reasoning_tokens"]) for r in group], budget, spec),
             "mean_reward": statistics.fmean(float(r["fidelity"]) * (1.0 if r["correct"] else 0.0) for r in group),
+            "leak_rate": statistics.fmean(1.0 if r.get("leaked") else 0.0 for r in group),
+            "mean_answer_tokens": statistics.fmean(int(r.get("answer_tokens") or 0) for r in group),
         }
     budgets = [float(b) for b in per_budget]
     means = [v["mean_tokens"] for v in per_budget.values()]

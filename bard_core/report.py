@@ -25,6 +25,8 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("mean_relative_deviation", "rel. deviation", "f3"),
     ("within_tolerance", "within tol.", "pct"),
     ("over_budget", "over budget", "pct"),
+    ("leak_rate", "leaked", "pct"),  # answer past </think> longer than budget.leak_answer_tokens
+    ("mean_answer_tokens", "answer tokens", "f1"),
     ("tokens_saved", "tokens saved", "pct"),
     ("unparsed", "unparsed", "int"),
     ("generations", "n", "int"),

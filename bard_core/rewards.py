@@ -6,6 +6,10 @@ unparseable answer earns nothing however well it fits the budget. An output with
 ablation of ``rl.reward``) exists to show why; it changes only how the components combine (both are 0
 for an unparseable output, so it too scores 0). Judging is ``judge``'s (the reward calls the evaluation's
 verdict), so the logged lengths follow its rule: an unclosed output counts at its generated length.
+
+``leak_factor`` (``rl.leak_factor``, off by default) multiplies the reward of an output whose answer leaked
+(longer than ``BudgetSpec.leak_answer_tokens`` after ``</think>``): without it, a policy under a budget can
+move its reasoning past ``</think>`` where the budget does not count it (ThinkDial, arXiv 2508.18773).
 """
 
 from __future__ import annotations
@@ -44,12 +48,28 @@ class RewardBreakdown:
     reasoning_tokens: int  # the judge's length: an unclosed output counts at its generated length
     parsed: bool
     over: bool
+    answer_tokens: int = 0  # the judge's answer length: student tokens after </think>
+    leaked: bool = False
 
     @classmethod
-    def of(cls, verdict: Verdict, kind: RewardKind = RewardKind.MULTIPLICATIVE) -> RewardBreakdown:
+    def of(
+        cls, verdict: Verdict, kind: RewardKind = RewardKind.MULTIPLICATIVE, leak_factor: float | None = None
+    ) -> RewardBreakdown:
+        """The verdict's reward; ``leak_factor`` (None: no penalty) multiplies it when the answer leaked."""
         correct = 1.0 if verdict.correct and verdict.parsed else 0.0
         reward = COMBINE[kind](correct, verdict.fidelity)
-        return cls(correct, verdict.fidelity, reward, verdict.reasoning_tokens, verdict.parsed, verdict.over)
+        if leak_factor is not None and verdict.leaked:
+            reward *= leak_factor
+        return cls(
+            correct,
+            verdict.fidelity,
+            reward,
+            verdict.reasoning_tokens,
+            verdict.parsed,
+            verdict.over,
+            verdict.answer_tokens,
+            verdict.leaked,
+        )
 
 
 def score(
@@ -61,9 +81,13 @@ def score(
     grader: str = "math",
     meta: Mapping[str, Any] | None = None,
     kind: RewardKind = RewardKind.MULTIPLICATIVE,
+    answer_tokens: int = 0,
+    leak_factor: float | None = None,
 ) -> RewardBreakdown:
-    """Score one completion whose reasoning length (``judge.counted_text``, student tokens) is counted."""
-    return RewardBreakdown.of(judge(text, answer, grader, meta, budget_tokens, spec, reasoning_tokens), kind)
+    """Score one completion whose reasoning length (``judge.counted_text``) and answer length
+    (``judge.answer_text``), student tokens, are counted."""
+    verdict = judge(text, answer, grader, meta, budget_tokens, spec, reasoning_tokens, answer_tokens)
+    return RewardBreakdown.of(verdict, kind, leak_factor)
 
 
 def completion_text(completion: Any) -> str:
@@ -75,19 +99,27 @@ def completion_text(completion: Any) -> str:
 
 class BudgetReward:
     """A TRL reward function: ``reward_funcs=[BudgetReward(spec, counter)]`` (``kind``: how the components
-    combine, multiplicative unless the additive ablation is asked for).
+    combine, multiplicative unless the additive ablation is asked for; ``leak_factor``: what a leaked
+    output's reward is multiplied by, None for no penalty).
 
     Reads the dataset columns ``answer``, ``budget_tokens`` and (optional) ``grader``/``meta``, and logs each
     component through TRL's ``log_metric``: correctness, fidelity, the product, the parse rate, the mean
-    reasoning length per budget and the fraction of outputs over budget.
+    reasoning length per budget, the fraction of outputs over budget, the leak rate and the mean answer length.
     """
 
     __name__ = "budget_reward"  # TRL names reward columns and metrics after it
 
-    def __init__(self, spec: BudgetSpec, counter: TokenCounter, kind: RewardKind = RewardKind.MULTIPLICATIVE) -> None:
+    def __init__(
+        self,
+        spec: BudgetSpec,
+        counter: TokenCounter,
+        kind: RewardKind = RewardKind.MULTIPLICATIVE,
+        leak_factor: float | None = None,
+    ) -> None:
         self.spec = spec
         self.counter = counter
         self.kind = kind
+        self.leak_factor = leak_factor
 
     def breakdown(
         self,
@@ -101,7 +133,7 @@ class BudgetReward:
         graders = list(grader) if grader else ["math"] * len(texts)
         metas = [json.loads(m) for m in meta] if meta else [None] * len(texts)
         judged = verdicts(texts, answer, graders, metas, budget_tokens, self.spec, self.counter)
-        return [RewardBreakdown.of(v, self.kind) for v in judged]
+        return [RewardBreakdown.of(v, self.kind, self.leak_factor) for v in judged]
 
     def __call__(
         self,
@@ -122,7 +154,8 @@ class BudgetReward:
 
 
 def reward_metrics(scored: Sequence[RewardBreakdown], budgets: Sequence[int], spec: BudgetSpec) -> dict[str, float]:
-    """Batch summaries, each reward component separately, plus length per budget and over-budget share."""
+    """Batch summaries, each reward component separately, plus length per budget, over-budget share, leak rate
+    and mean answer length (student tokens after ``</think>``; 0 for an unclosed output)."""
     if not scored:
         return {}
     metrics = {
@@ -131,6 +164,8 @@ def reward_metrics(scored: Sequence[RewardBreakdown], budgets: Sequence[int], sp
         "budget/reward": statistics.fmean(s.reward for s in scored),
         "budget/parsed": statistics.fmean(1.0 if s.parsed else 0.0 for s in scored),
         "budget/over_budget": statistics.fmean(1.0 if s.over else 0.0 for s in scored),
+        "budget/leak_rate": statistics.fmean(1.0 if s.leaked else 0.0 for s in scored),
+        "budget/answer_tokens": statistics.fmean(s.answer_tokens for s in scored),
     }
     per_budget: dict[int, list[int]] = defaultdict(list)
     for s, b in zip(scored, budgets, strict=True):

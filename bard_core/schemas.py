@@ -185,6 +185,8 @@ GENERATIONS = pa.schema(
         pa.field("correct", pa.bool_(), nullable=False),
         pa.field("error", pa.string()),
         added("effort", pa.string()),  # mode effort: the share mode's name
+        added("answer_tokens", pa.int32()),  # student tokens after </think> (0: unclosed)
+        added("leaked", pa.bool_()),  # closed, and answer_tokens > budget.leak_answer_tokens
     ]
 )
 
@@ -204,6 +206,8 @@ METRICS = pa.schema(
             )
         ),
         added("effort", pa.string()),  # mode effort: the share mode's name
+        added("mean_answer_tokens", pa.float64()),  # student tokens after </think>, unclosed outputs as 0
+        added("leak_rate", pa.float64()),  # share of outputs whose answer leaked (judge.Verdict.leaked)
     ]
 )  # fmt: skip
 
@@ -240,6 +244,8 @@ PROBE = pa.schema(
         ("fidelity", pa.float64()),
         ("reward", pa.float64()),
         ("text", pa.string()),
+        added("answer_tokens", pa.int32()),  # student tokens after </think> (0: unclosed)
+        added("leaked", pa.bool_()),  # closed, and answer_tokens > budget.leak_answer_tokens
     ]
 )
 

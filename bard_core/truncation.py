@@ -4,7 +4,7 @@ the budget and closed with a forced ``</think>``, and the model answers from the
 
 A truncated row's reasoning length is the cut (``min(reasoning, budget)`` tokens), not a recount of the
 decoded cut, so that the baseline sits exactly at its budget. The kept and forced rows are judged by
-``judge`` like every other generation row.
+``judge`` like every other generation row (a forced row's answer counted under the student tokenizer).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from bard_core.budget import THINK_CLOSE, THINK_OPEN, BudgetSpec, TokenCounter
 from bard_core.engine import GenerationRequest, GenerationResult, SamplingParams
-from bard_core.judge import NO_OUTPUT_COLUMNS, counted_text, judge, verdict_columns
+from bard_core.judge import NO_OUTPUT_COLUMNS, answer_text, counted_text, judge, verdict_columns
 from bard_core.schemas import EvalMode
 
 
@@ -74,8 +74,11 @@ def truncation_cuts(
     return kept, cuts
 
 
-def finish_cut(request: Mapping[str, Any], cut: Cut, answer: GenerationResult, spec: BudgetSpec) -> dict[str, Any]:
-    """The truncated row: the cut prefix plus the forced answer, judged at the cut's length."""
+def finish_cut(
+    request: Mapping[str, Any], cut: Cut, answer: GenerationResult, spec: BudgetSpec, counter: TokenCounter
+) -> dict[str, Any]:
+    """The truncated row: the cut prefix plus the forced answer, judged at the cut's length (``counter``
+    counts the answer's student tokens)."""
     prefix = cut.request.prefix
     if answer.error is not None:
         return {
@@ -89,7 +92,10 @@ def finish_cut(request: Mapping[str, Any], cut: Cut, answer: GenerationResult, s
     completion = answer.completions[0]
     text = prefix + completion.text
     length, budget = int(cut.row["reasoning_tokens"]), int(cut.row["budget_tokens"])
-    verdict = judge(text, request["answer"], request["grader"], request["problem_meta"], budget, spec, length)
+    (answer_tokens,) = counter.count_many([answer_text(text)])
+    verdict = judge(
+        text, request["answer"], request["grader"], request["problem_meta"], budget, spec, length, answer_tokens
+    )
     return {
         **cut.row,
         "text": text,

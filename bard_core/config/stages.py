@@ -110,7 +110,7 @@ class BudgetConfig(Section):
         return [level.value for level in self.modes]
 
     def spec(self) -> BudgetSpec:
-        return BudgetSpec(self.tiers_tokens, self.fidelity, self.tolerance)
+        return BudgetSpec(self.tiers_tokens, self.fidelity, self.tolerance, self.leak_answer_tokens)
 
     def contract(self) -> BudgetContract:
         """The budget contract the student is trained, evaluated and served under (prompts loaded)."""

@@ -201,6 +201,9 @@ class RLStageConfig(_TrainingStage):
     """How correctness and budget fidelity combine: 'multiplicative' (correct x fidelity, BARD's reward) or
     'additive' (correct + fidelity, an ablation known to teach short wrong answers). At its default it is not
     part of the fingerprint."""
+    leak_factor: float | None = Field(default=None, ge=0, le=1, json_schema_extra=OMIT_DEFAULT)
+    """Multiply the reward of an output whose answer leaked (answer_tokens > budget.leak_answer_tokens) by this
+    factor, e.g. 0.5; null: no penalty. At its default it is not part of the fingerprint."""
 
     @field_validator("budget_weights")
     @classmethod

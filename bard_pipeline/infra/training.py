@@ -331,7 +331,7 @@ def rl_loop(config: dict[str, Any]) -> None:
     job = TrainJob.of(config, RLStageConfig)
     precision = training_precision(job.section.trl, job.use_gpu)  # this worker's device decides
     model, tokenizer = _setup(job, precision)
-    reward = BudgetReward(job.budget, HFTokenCounter(tokenizer), job.section.reward)
+    reward = BudgetReward(job.budget, HFTokenCounter(tokenizer), job.section.reward, job.section.leak_factor)
     rank = ray.train.get_context().get_world_rank()
     with tempfile.TemporaryDirectory(prefix=f"bard-rl-rank{rank}-") as out:
         run_name = _run_name()

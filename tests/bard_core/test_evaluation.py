@@ -38,7 +38,7 @@ SPEC = BudgetSpec((16, 32, 64, 128), "target", 0.25)
 
 def score_generation(text: str, answer: str, grader: str, meta: dict[str, Any]) -> Verdict:
     """An evaluation row's verdict (its length and budget play no part in these cases)."""
-    return judge(text, answer, grader, meta, 32, SPEC, 0)
+    return judge(text, answer, grader, meta, 32, SPEC, 0, 0)
 
 
 def test_scoring_tells_wrong_unclosed_and_unparsed_apart() -> None:

@@ -39,7 +39,7 @@ def test_fit_and_reward_follow_the_budget_contract() -> None:
     assert (edge.within, edge.over, edge.fidelity) == (True, False, 0.5)  # the edge of the accepted band
     assert (over.within, over.over) == (False, True)
     assert empty.closed and empty.correct and not empty.parsed and empty.reward == 0.0  # nothing to reward
-    assert not judge("<think>\nw\n</think>\nfour", "4", "math", {}, 16, SPEC, 1).answered
+    assert not judge("<think>\nw\n</think>\nfour", "4", "math", {}, 16, SPEC, 1, 1).answered
 
 
 def test_no_budget_has_no_fit() -> None:
