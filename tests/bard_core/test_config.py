@@ -144,7 +144,7 @@ def _section_dumps(cfg: RunConfig) -> dict[str, object]:
     return cfg.fingerprint_dump()  # every section (and the model catalog) as the stages fingerprint it
 
 
-@pytest.mark.parametrize("override", ["rl.reward=additive", "rl.init=base"])
+@pytest.mark.parametrize("override", ["rl.reward=additive", "rl.init=base", "rl.leak_factor=0.5"])
 def test_an_rl_ablation_changes_only_the_rl_section(override: str) -> None:
     base, changed = _section_dumps(RunConfig()), _section_dumps(load_config(None, [override]))
     assert [name for name in base if base[name] != changed[name]] == ["rl"]
@@ -156,6 +156,7 @@ def test_rl_options_at_their_default_leave_the_fingerprint_as_it_was() -> None:
     explicit = load_config(None, ["rl.reward=multiplicative", "rl.init=sft"]).rl.fingerprint_dump()
     assert explicit == dump
     assert load_config(None, ["rl.reward=additive"]).rl.fingerprint_dump() == {**dump, "reward": "additive"}
+    assert "leak_factor" not in dump and load_config(None, ["rl.leak_factor=0.5"]).rl.leak_factor == 0.5
 
 
 def test_bridge_config_refuses_what_would_spend_the_budget_wrongly() -> None:

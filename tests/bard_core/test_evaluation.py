@@ -280,3 +280,21 @@ def test_an_effort_request_generates_rows_of_its_mode() -> None:
     assert sorted(engine.limits) == [2 * 16 + 24, 2 * 32 + 24, 2 * 128 + 24, 2 * 128 + 24]
     table = pa.Table.from_pylist(generated, schema=schemas.GENERATIONS)
     assert table.column("effort").null_count == 2  # the budget rows (16 and the tier mode's 32)
+
+
+def test_metrics_report_the_leak_rate_and_the_answer_length() -> None:
+    rows = [
+        _row("sft", EvalMode.BUDGET, 32, "p1", True, 32, answer_tokens=10, leaked=False),
+        _row("sft", EvalMode.BUDGET, 32, "p2", True, 32, answer_tokens=300, leaked=True),
+        _row("sft", EvalMode.BUDGET, 32, "p3", False, 32, answer_tokens=0, leaked=False, closed=False),
+        _row("sft", EvalMode.BUDGET, 32, "p4", False, 0, answer_tokens=0, leaked=False, error="too long"),
+        _row("sft", EvalMode.BUDGET, 64, "p1", True, 64),  # written before verdicts had these columns
+    ]
+    metrics = {m["budget_tokens"]: m for m in summarize(rows, SPEC, bootstrap_samples=20)}
+    assert metrics[32]["leak_rate"] == pytest.approx(1 / 3)  # the failed request is left out
+    assert metrics[32]["mean_answer_tokens"] == pytest.approx(310 / 3)
+    assert math.isnan(metrics[64]["leak_rate"]) and math.isnan(metrics[64]["mean_answer_tokens"])
+    table = pa.Table.from_pylist(list(metrics.values()), schema=schemas.METRICS)
+    assert table.column("leak_rate").to_pylist()[0] == pytest.approx(1 / 3)
+    assert "| leaked | answer tokens |" in render_markdown("r", list(metrics.values()), {})
+    assert "33.3%" in render_markdown("r", list(metrics.values()), {})

@@ -112,3 +112,31 @@ def test_the_trl_reward_function_uses_its_kind() -> None:
     args = {"prompts": [[]], "completions": completions, "answer": ["7"], "budget_tokens": [16]}
     assert BudgetReward(SPEC, Words())(**args) == [0.0]
     assert BudgetReward(SPEC, Words(), RewardKind.ADDITIVE)(**args) == [1.0]
+
+
+LEAKY = BudgetSpec((16, 32, 64, 128), FidelityShape.TARGET, 0.25, leak_answer_tokens=8)
+
+
+def _leaky_out(words: int, answer_words: int) -> str:
+    """A correct output whose answer runs on for ``answer_words`` words before the boxed answer."""
+    return _out(words).replace("The answer is", " ".join(["so"] * answer_words) + " The answer is")
+
+
+def test_the_leak_factor_scales_only_a_leaked_output() -> None:
+    completions = [[{"role": "assistant", "content": _leaky_out(16, n)}] for n in (0, 20)]
+    args = {"prompts": [[]] * 2, "completions": completions, "answer": ["7"] * 2, "budget_tokens": [16] * 2}
+    assert BudgetReward(LEAKY, Words())(**args) == [1.0, 1.0]  # no factor: a leak costs nothing
+    logged: dict[str, float] = {}
+    penalised = BudgetReward(LEAKY, Words(), leak_factor=0.5)(**args, log_metric=logged.__setitem__)
+    assert penalised == [1.0, 0.5]
+    assert logged["budget/leak_rate"] == pytest.approx(0.5)
+    assert logged["budget/answer_tokens"] == pytest.approx((4 + 24) / 2)  # "The answer is \boxed{7}." is 4 words
+    assert logged["budget/reward"] == pytest.approx(0.75)
+
+
+def test_the_leak_factor_applies_to_the_additive_reward_too() -> None:
+    text = _leaky_out(32, 20)
+    plain = score(text, "7", 32, LEAKY, 32, kind=RewardKind.ADDITIVE, answer_tokens=24)
+    leaked = score(text, "7", 32, LEAKY, 32, kind=RewardKind.ADDITIVE, answer_tokens=24, leak_factor=0.25)
+    assert plain.leaked and plain.reward == 2.0 and leaked.reward == 0.5
+    assert score(text, "7", 32, LEAKY, 32, answer_tokens=8, leak_factor=0.25).reward == 1.0  # at the threshold

@@ -95,6 +95,7 @@ def test_truncation_baseline_cuts_at_every_budget_and_forces_an_answer() -> None
             assert think.closed and row["text"].startswith("<think>\n")
             assert counter().count(think.reasoning or "") <= row["budget_tokens"] + 2  # decode/re-encode slack
             assert row["correct"] == (think.final == f"The answer is \\boxed{{{request['answer']}}}.")
+            assert row["answer_tokens"] == counter().count(think.final) > 0 and not row["leaked"]  # the forced answer
     assert {r["budget_tokens"] for o in out for r in o if r["mode"] == EvalMode.TRUNCATED} == set(GRID)
     # One forced answer per (sample, overrun budget), greedy and short; some right, some wrong.
     assert overruns == len(engine.forced) >= len(requests) * k * 2

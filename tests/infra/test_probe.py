@@ -94,3 +94,16 @@ def test_the_probe_is_a_greedy_single_sample_evaluation_at_every_tier() -> None:
     assert {r.params.max_new_tokens for r in seen} == {99}  # a fixed cap, not one scaled by the budget
     assert [(r["budget_tokens"], r["correct"], r["reward"]) for r in rows] == [(16, True, 1.0), (32, True, 0.0)]
     assert summary["per_budget"]["16"]["within_tolerance"] == 1.0 and summary["overall"]["n"] == 2
+
+
+def test_the_rl_log_the_probe_and_the_evaluation_agree_on_a_leak() -> None:
+    leaky = BudgetSpec((16, 32), tolerance=0.25, leak_answer_tokens=3)
+    text = "<think>\n" + " ".join(["w"] * 16) + "\n</think>\n\nso then again \\boxed{7}"  # 4 answer tokens
+    logged: dict[str, float] = {}
+    BudgetReward(leaky, Words())(
+        prompts=[[]], completions=[text], answer=["7"], budget_tokens=[BUDGET], log_metric=logged.__setitem__
+    )
+    rows, summary = probe_model(Scripted(text), Words(), [_record()], leaky, ProbeConfig(problems=1), "sft")
+    assert (rows[0]["answer_tokens"], rows[0]["leaked"]) == (4, True)
+    assert logged["budget/leak_rate"] == summary["per_budget"][str(BUDGET)]["leak_rate"] == 1.0
+    assert logged["budget/answer_tokens"] == summary["per_budget"][str(BUDGET)]["mean_answer_tokens"] == 4
