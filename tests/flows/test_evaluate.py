@@ -38,6 +38,8 @@ def test_metrics_match_a_recomputation_from_the_stored_generations(smoke_run: Sm
     for m in metrics:
         assert m["accuracy"] == pytest.approx(recomputed[tuple(m[k] for k in GROUP_KEYS)])
         assert m["accuracy_ci_low"] <= m["accuracy"] <= m["accuracy_ci_high"]
+        assert 0.0 <= m["leak_rate"] <= 1.0 and m["mean_answer_tokens"] >= 0.0  # every verdict measured its answer
+    assert all(r["answer_tokens"] is not None and r["leaked"] is not None for r in rows)
 
     # 8 toy problems + 2 multiple-choice ones, 4 budgets, k=2, for each of base/sft/rl
     budgeted = [r for r in rows if r["mode"] == EvalMode.BUDGET]
