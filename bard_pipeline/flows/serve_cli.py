@@ -7,6 +7,7 @@ vLLM environment in the foreground until Ctrl-C or SIGTERM, which stop its proce
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
@@ -26,20 +27,23 @@ def _fail(message: str) -> NoReturn:
     raise typer.Exit(2)
 
 
-def export_for_serving(store: ArtifactStore, ref: str, export_dir: Path | None) -> tuple[Path, list[Path]]:
-    """(exported folder, folders to remove when the server stops) for REF."""
+def export_for_serving(
+    store: ArtifactStore, ref: str, export_dir: Path | None
+) -> tuple[Path, tempfile.TemporaryDirectory[str] | None]:
+    """(exported folder, the temporary folder holding it or None) for REF. The caller keeps the temporary
+    folder's object until the server stops: collecting it removes the folder."""
     from bard_pipeline.infra.export import ExportError, export_student, export_to_temp, resolve_student
     from bard_pipeline.infra.store import AmbiguousRunError, ArtifactNotFoundError
 
     try:
         model, evaluation = resolve_student(store, ref)
         if export_dir is not None:
-            return export_student(store, model, export_dir, evaluation=evaluation), []
+            return export_student(store, model, export_dir, evaluation=evaluation), None
         folder, tmp = export_to_temp(store, model, evaluation=evaluation)
     except (ExportError, ArtifactNotFoundError, AmbiguousRunError, ValueError) as exc:
         _fail(f"cannot serve {ref!r}: {exc}")
     console.print(f"exported {model.key} to {folder}", highlight=False, soft_wrap=True)
-    return folder, [Path(tmp.name)]
+    return folder, tmp
 
 
 def serve_options(
@@ -114,10 +118,13 @@ def register(app: typer.Typer, open_store: Callable[[str | None, Path | None], A
         options = serve_options(
             host, port, served_model_name, enforce_budget, margin_tokens, max_model_len, dtype, device, vllm_arg
         )
-        folder, cleanup = export_for_serving(open_store(store, recipe), ref, export_dir)
+        folder, tmp = export_for_serving(open_store(store, recipe), ref, export_dir)
         console.print(f"starting vLLM ({python}) on {host}:{port} ...", highlight=False, soft_wrap=True)
         try:
-            code = run_foreground(python, folder, options, ready_s=ready_s, cleanup=cleanup)
+            code = run_foreground(python, folder, options, ready_s=ready_s)
         except ServeError as exc:
             _fail(str(exc))
+        finally:
+            if tmp is not None:
+                tmp.cleanup()
         raise typer.Exit(code)

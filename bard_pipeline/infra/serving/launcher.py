@@ -210,7 +210,8 @@ def run_foreground(
     def _stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, _stop)
+    # SIGINT too: a shell that starts us in the background leaves it ignored, and Ctrl-C must still stop vLLM
+    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         wait_healthy(process, options, ready_s)
         print(usage(options, contract), flush=True)
@@ -219,6 +220,7 @@ def run_foreground(
         return 0
     finally:
         stop_server(process)
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         for path in cleanup:
             shutil.rmtree(path, ignore_errors=True)
