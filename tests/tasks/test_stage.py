@@ -130,4 +130,4 @@ def test_stage_config_of_training_and_evaluate_drops_execution_only_fields() -> 
 def test_a_section_in_a_spec_enters_without_execution_fields() -> None:
     cfg = RunConfig()
     spec = StageSpec("sample", 1, {"section": cfg.sample, "budget": [cfg.budget]})
-    assert "resources" not in spec.config["section"] and spec.config["budget"] == [cfg.budget.model_dump(mode="json")]
+    assert "resources" not in spec.config["section"] and spec.config["budget"] == [cfg.budget.fingerprint_dump()]
