@@ -25,6 +25,7 @@ import statistics
 import sys
 import tempfile
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -53,23 +54,29 @@ def held_out(store: ArtifactStore, model: ArtifactRef, split: str, limit: int) -
     raise SystemExit(f"no run in {store.root} trained {model.key} with ingested {split!r} problems")
 
 
+CONCURRENT_REQUESTS = 32
+
+
 def ask(
     client: Any, model: str, problems: Sequence[Problem], budget: int | None, effort: str | None, enforce: bool,
     max_tokens: int,
 ) -> list[str]:  # fmt: skip
-    """One greedy completion per problem under a budget (tokens) or an effort mode."""
-    texts = []
-    for problem in problems:
-        extra: dict[str, Any] = {"bard_enforce": enforce}
-        if budget is not None:
-            extra["chat_template_kwargs"] = {"thinking_budget": budget}
-        kwargs = {"reasoning_effort": effort} if effort is not None else {}
+    """One greedy completion per problem under a budget (tokens) or an effort mode, sent concurrently (as
+    clients of a server do: vLLM batches them)."""
+    extra: dict[str, Any] = {"bard_enforce": enforce}
+    if budget is not None:
+        extra["chat_template_kwargs"] = {"thinking_budget": budget}
+    kwargs = {"reasoning_effort": effort} if effort is not None else {}
+
+    def one(problem: Problem) -> str:
         response = client.chat.completions.create(
             model=model, messages=[{"role": "user", "content": problem["problem"]}], max_tokens=max_tokens,
             temperature=0.0, extra_body=extra, **kwargs,
         )  # fmt: skip
-        texts.append(response.choices[0].message.content or "")
-    return texts
+        return response.choices[0].message.content or ""
+
+    with ThreadPoolExecutor(max_workers=CONCURRENT_REQUESTS) as pool:
+        return list(pool.map(one, problems))
 
 
 def judged(
