@@ -132,11 +132,11 @@ def measure(args: argparse.Namespace) -> dict[str, str]:
                     texts = ask(client, "student", problems, tier, None, enforce, args.max_tokens)
                     tiers[arm, tier] = summary(judged(texts, problems, tier, contract, counter), tier)
                 for mode in contract.modes:
-                    if mode.tier_tokens is None:
-                        continue  # a share mode has no token budget to judge against (nor to enforce)
+                    # A share mode has no token budget (none is enforced); the mode table reads only its
+                    # mean length and accuracy, so it is judged against the largest tier.
+                    budget = mode.tier_tokens or contract.spec.tiers_tokens[-1]
                     texts = ask(client, "student", problems, None, mode.name, enforce, args.max_tokens)
-                    modes[arm, mode.name] = summary(judged(texts, problems, mode.tier_tokens, contract, counter),
-                                                    mode.tier_tokens)  # fmt: skip
+                    modes[arm, mode.name] = summary(judged(texts, problems, budget, contract, counter), budget)
     return report(tiers, modes, evaluate_metrics(store, evaluation), model_ref)
 
 
