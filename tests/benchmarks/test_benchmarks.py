@@ -55,7 +55,10 @@ VLLM_CASES: dict[str, tuple[list[str], list[str]]] = {
     ),
 }
 # Scripts another test already runs (and checks the last line of): running them twice would double CI time.
-ELSEWHERE = {"gpu_smoke.sh": "tests/benchmarks/test_gpu_smoke.py runs it with --cpu"}
+ELSEWHERE = {
+    "gpu_smoke.sh": "tests/benchmarks/test_gpu_smoke.py runs it with --cpu",
+    "serve_fidelity.py": "tests/flows/test_serve.py runs it on the student it trains and serves",
+}
 TIMEOUT_S = 600
 
 

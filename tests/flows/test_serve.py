@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from bard_core.metrics import spearman
-from tests.conftest import free_port
+from tests.conftest import REPO, free_port
 from tests.support.flows import artifact, run_flow
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
@@ -37,6 +37,8 @@ class Served:
     process: subprocess.Popen[bytes]
     model_dir: Path
     held_out: list[str]
+    store_url: str
+    model_key: str
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +68,7 @@ def served(prefect_api: None, vllm_python: Path, tmp_path_factory: pytest.TempPa
     url = f"http://127.0.0.1:{port}"
     try:
         _wait(url, process, log)
-        yield Served(f"{url}/v1", process, export, [r["problem"] for r in held_out])
+        yield Served(f"{url}/v1", process, export, [r["problem"] for r in held_out], f"file://{root}/store", model.key)
     finally:
         if process.poll() is None:
             os.kill(process.pid, signal.SIGTERM)  # `bard serve` stops vLLM's process group itself
@@ -144,6 +146,20 @@ def test_unenforced_requests_are_left_to_the_student(served: Served) -> None:
     means = [statistics.mean(free[b]) for b in BUDGETS]
     print(f"unenforced mean reasoning tokens {dict(zip(BUDGETS, means, strict=True))}, "
           f"spearman {spearman(list(BUDGETS), means)}")  # fmt: skip
+
+
+def test_the_serve_fidelity_benchmark_runs_at_its_smallest_size(served: Served, vllm_python: Path) -> None:
+    """benchmarks/serve_fidelity.py on the same stored student (its own server): the last line carries the
+    served and forced figures, and forcing leaves nothing over budget."""
+    command = [sys.executable, str(REPO / "benchmarks" / "serve_fidelity.py"), served.model_key, "--store",
+               served.store_url, "--limit", "2", "--port", str(free_port()), "--max-model-len", "640",
+               "--vllm-python", str(vllm_python)]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=900,
+                          env={**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"})  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = dict(item.split("=", 1) for item in done.stdout.strip().splitlines()[-1].split())
+    assert {"served_over_budget", "enforced_over_budget", "served_within", "enforced_within"} <= set(figures)
+    assert float(figures["enforced_over_budget"]) == 0.0
 
 
 def test_sigterm_stops_the_server(served: Served) -> None:
