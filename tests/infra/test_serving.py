@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
+from bard_core.chat_contract import CONTRACT_FILE
 from bard_core.config import BudgetConfig
 from bard_pipeline.infra.serving import enforce
 from bard_pipeline.infra.serving.enforce import BudgetEnforcement, forced_budget_tokens, rewrite
 from bard_pipeline.infra.serving.launcher import ServeOptions, server_command, server_env
+from tests.conftest import free_port
 
 
 @pytest.fixture
@@ -119,3 +128,58 @@ def test_bard_up_student_starts_bard_serve_as_a_component(tmp_path: Path) -> Non
     assert command[2:6] == ["bard_pipeline.flows.cli", "serve", "latest", "--port"]
     assert command[-2:] == ["--recipe", "toy"]  # the recipe's store, its endpoint included
     assert kwargs["timeout_s"] >= 300  # vLLM takes a minute or more to start on a CPU
+
+
+# Stands in for vLLM's python (one layer's test: the launcher's process handling): answers /health on --port.
+FAKE_SERVER = """#!{python}
+import http.server, sys
+port = int(sys.argv[sys.argv.index("--port") + 1])
+class Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", port), Health).serve_forever()
+"""
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def test_a_terminated_caller_stops_the_server_it_started(contract: Any, tmp_path: Path) -> None:
+    # The server runs in its own session; before the fix, SIGTERM to a benchmark left it serving.
+    fake = tmp_path / "python"
+    fake.write_text(FAKE_SERVER.format(python=sys.executable))
+    fake.chmod(0o755)
+    folder = tmp_path / "student"
+    folder.mkdir()
+    (folder / CONTRACT_FILE).write_text(json.dumps(contract.to_json()))
+    port = free_port()
+    caller = (
+        "import sys, time\nfrom pathlib import Path\n"
+        "from bard_pipeline.infra.serving.launcher import ServeOptions, serving\n"
+        f"with serving(Path({str(fake)!r}), Path({str(folder)!r}), ServeOptions(port={port}), ready_s=60) as s:\n"
+        "    print(s.pid, flush=True)\n"
+        "    time.sleep(600)\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", caller], stdout=subprocess.PIPE, text=True)
+    assert process.stdout is not None
+    server_pid = int(process.stdout.readline())
+    try:
+        assert _answers(f"http://127.0.0.1:{port}/health")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(60) != 0
+        deadline = time.monotonic() + 30
+        while _answers(f"http://127.0.0.1:{port}/health") and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not _answers(f"http://127.0.0.1:{port}/health"), "the server outlived the process that started it"
+    finally:
+        process.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(server_pid, signal.SIGKILL)

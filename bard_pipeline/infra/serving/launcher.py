@@ -18,6 +18,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -191,13 +192,35 @@ def stop_server(process: subprocess.Popen[bytes], timeout_s: float = 30.0) -> No
 def serving(
     python: Path, folder: Path, options: ServeOptions, log: Path | None = None, ready_s: float = 600.0
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """The server, healthy, for the body of a ``with``; stopped by its process group afterwards."""
-    process = start_server(python, folder, options, log)
+    """The server, healthy, for the body of a ``with``; stopped by its process group afterwards, also when this
+    process gets SIGTERM (raised here as KeyboardInterrupt)."""
+    with _signals_interrupt():
+        process = start_server(python, folder, options, log)
+        try:
+            wait_healthy(process, options, ready_s, log)
+            yield process
+        finally:
+            stop_server(process)
+
+
+@contextmanager
+def _signals_interrupt() -> Iterator[None]:
+    """SIGTERM and SIGINT raise KeyboardInterrupt for the body, so its ``finally`` stops the server: vLLM runs in
+    its own session, and a terminated caller would leave it serving. SIGINT too: a shell that starts us in the
+    background leaves it ignored. Signal handlers can only be set from the main thread; elsewhere, unchanged."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        wait_healthy(process, options, ready_s, log)
-        yield process
+        yield
     finally:
-        stop_server(process)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def run_foreground(
@@ -205,22 +228,17 @@ def run_foreground(
 ) -> int:
     """Serve until the server exits or this process gets Ctrl-C / SIGTERM; returns the server's exit code."""
     contract = load_contract(folder)
-    process = start_server(python, folder, options)
-
-    def _stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    # SIGINT too: a shell that starts us in the background leaves it ignored, and Ctrl-C must still stop vLLM
-    previous = {sig: signal.signal(sig, _stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        wait_healthy(process, options, ready_s)
-        print(usage(options, contract), flush=True)
-        return process.wait()
+        with _signals_interrupt():
+            process = start_server(python, folder, options)
+            try:
+                wait_healthy(process, options, ready_s)
+                print(usage(options, contract), flush=True)
+                return process.wait()
+            finally:
+                stop_server(process)
     except KeyboardInterrupt:
         return 0
     finally:
-        stop_server(process)
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         for path in cleanup:
             shutil.rmtree(path, ignore_errors=True)
