@@ -21,6 +21,7 @@ apply_defaults()  # before anything imports Prefect or Ray
 
 from bard_pipeline.flows.experiment_cli import register as register_experiment_commands  # noqa: E402
 from bard_pipeline.flows.export_cli import register as register_export_command  # noqa: E402
+from bard_pipeline.flows.options import RecipeOpt, StoreOpt  # noqa: E402
 from bard_pipeline.flows.push_cli import register as register_push_command  # noqa: E402
 from bard_pipeline.flows.recipes_cli import register as register_recipe_commands  # noqa: E402
 from bard_pipeline.flows.serve_cli import register as register_serve_command  # noqa: E402
@@ -36,10 +37,6 @@ app.add_typer(data_app, name="data")
 console = Console()
 
 Overrides = Annotated[list[str] | None, typer.Argument(help="key=value overrides, e.g. sample.n_samples=2")]
-StoreOpt = Annotated[
-    str | None, typer.Option("--store", help="Store root URL (default: the recipe's, else file://.bard/store)")
-]
-RecipeOpt = Annotated[Path | None, typer.Option("--recipe", help="Take the store root from this recipe")]
 
 
 def _fail(message: str) -> NoReturn:

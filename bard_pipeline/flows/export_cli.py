@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 
 from bard_core.model_card import DEFAULT_LICENSE
+from bard_pipeline.flows.options import PrivateOpt, RecipeOpt, StoreOpt
 
 if TYPE_CHECKING:
     from bard_pipeline.infra.store import ArtifactStore
@@ -55,7 +56,7 @@ def register(app: typer.Typer, open_store: Callable[[str | None, Path | None], A
         push_to_hub: Annotated[
             str | None, typer.Option("--push-to-hub", help="Also upload the folder to this Hub model repo (HF_TOKEN)")
         ] = None,
-        private: Annotated[bool, typer.Option("--private", help="Create the Hub repo private (when new)")] = False,
+        private: PrivateOpt = False,
         license_id: Annotated[
             str,
             typer.Option(
@@ -65,8 +66,8 @@ def register(app: typer.Typer, open_store: Callable[[str | None, Path | None], A
         dataset_repo: Annotated[
             str | None, typer.Option("--dataset-repo", help="Hub repo of the training dataset, for the card")
         ] = None,
-        store: Annotated[str | None, typer.Option("--store", help="Store root URL")] = None,
-        recipe: Annotated[Path | None, typer.Option("--recipe", help="Take the store root from this recipe")] = None,
+        store: StoreOpt = None,
+        recipe: RecipeOpt = None,
     ) -> None:
         """Export a trained student as a Hugging Face model folder: weights, the budget contract in its chat
         template and bard_budget.json, generation_config.json, the evaluation's plots, a model card."""

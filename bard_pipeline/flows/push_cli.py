@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
+from bard_pipeline.flows.options import PrivateOpt, RecipeOpt, StoreOpt
+
 if TYPE_CHECKING:
     from bard_pipeline.infra.store import ArtifactStore
 
@@ -118,12 +120,12 @@ def register(artifacts_app: typer.Typer, open_store: Callable[[str | None, Path 
     def push(
         ref: Annotated[str, typer.Argument(help="STAGE/FINGERPRINT of an sft, rl or materialize artifact")],
         repo: Annotated[str, typer.Argument(help="Hub repo id, e.g. my-org/bard-qwen3-8b-sft")],
-        private: Annotated[bool, typer.Option("--private", help="Create the repo private (when it is new)")] = False,
+        private: PrivateOpt = False,
         revision: Annotated[
             str | None, typer.Option("--revision", help="Branch to commit to (created when missing; default main)")
         ] = None,
-        store: Annotated[str | None, typer.Option("--store", help="Store root URL")] = None,
-        recipe: Annotated[Path | None, typer.Option("--recipe", help="Take the store root from this recipe")] = None,
+        store: StoreOpt = None,
+        recipe: RecipeOpt = None,
     ) -> None:
         """Upload a model (sft/rl) or a dataset (materialize) artifact to the Hugging Face Hub (HF_TOKEN)."""
         try:

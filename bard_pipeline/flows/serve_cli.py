@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 import typer
 from rich.console import Console
 
+from bard_pipeline.flows.options import RecipeOpt, StoreOpt
+
 if TYPE_CHECKING:
     from bard_pipeline.infra.serving.launcher import ServeOptions
     from bard_pipeline.infra.store import ArtifactStore
@@ -101,8 +103,8 @@ def register(app: typer.Typer, open_store: Callable[[str | None, Path | None], A
             Path | None, typer.Option(help="Export the student here (new or empty) and keep it; default: a temp folder")
         ] = None,
         ready_s: Annotated[float, typer.Option(help="Seconds to wait for the server to answer /health")] = 600.0,
-        store: Annotated[str | None, typer.Option("--store", help="Store root URL")] = None,
-        recipe: Annotated[Path | None, typer.Option("--recipe", help="Take the store root from this recipe")] = None,
+        store: StoreOpt = None,
+        recipe: RecipeOpt = None,
     ) -> None:
         """Serve a trained student with vLLM's OpenAI-compatible API: `thinking_budget` (chat_template_kwargs)
         or `reasoning_effort` per request, rendered by the exported chat template, with budget forcing."""

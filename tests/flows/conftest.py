@@ -11,6 +11,7 @@ import pytest
 
 from bard_pipeline.infra.store import ArtifactStore
 from tests.support.flows import run_flow
+from tests.support.hub import TOKEN, RecordingHfApi
 
 
 @dataclass(frozen=True)
@@ -44,3 +45,14 @@ def smoke_run(prefect_api: None, tmp_path_factory: pytest.TempPathFactory) -> Sm
         env.setenv("BARD_NATIVE_BF16", "0")
         state, record, store = run_flow([f"store.root=file://{root}/store", f"evaluate.benchmarks={benchmarks}"])
     return SmokeRun(state, record, store, root)
+
+
+@pytest.fixture
+def hub(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
+    """HfApi replaced by the recorder, with a token in the environment; the calls made, in order."""
+    import huggingface_hub
+
+    RecordingHfApi.calls = []
+    monkeypatch.setattr(huggingface_hub, "HfApi", RecordingHfApi)
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    return RecordingHfApi.calls

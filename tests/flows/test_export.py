@@ -1,6 +1,6 @@
 """`bard export`: the smoke run's student as a Hugging Face folder that plain transformers loads, whose chat
 template renders the exact prompt the student was trained on, with the contract, generation config, plots
-and a model card the Hub parses. The Hub itself cannot be reached: HfApi is the push tests' recorder."""
+and a model card the Hub parses. The Hub itself cannot be reached: HfApi is a recorder (tests/support/hub.py)."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from bard_pipeline.infra.export import ExportError, export_student, resolve_stud
 from bard_pipeline.infra.store import ArtifactRef, ArtifactStore
 from bard_pipeline.infra.writer import ArtifactWriter
 from tests.flows.conftest import SmokeRun
-from tests.flows.test_push import TOKEN, RecordingHfApi
 from tests.support.flows import artifact
+from tests.support.hub import TOKEN
 
 runner = CliRunner()
 
@@ -101,16 +101,6 @@ def test_a_bad_ref_exits_2_naming_it(smoke_run: SmokeRun, tmp_path: Path) -> Non
     (tmp_path / "full" / "x").write_text("x")
     result = runner.invoke(app, ["export", "latest", str(tmp_path / "full"), "--store", root])
     assert result.exit_code == 2 and "is not an empty folder" in result.output
-
-
-@pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, dict[str, Any]]]:
-    import huggingface_hub
-
-    RecordingHfApi.calls = []
-    monkeypatch.setattr(huggingface_hub, "HfApi", RecordingHfApi)
-    monkeypatch.setenv("HF_TOKEN", TOKEN)
-    return RecordingHfApi.calls
 
 
 def test_push_to_hub_uploads_the_exported_folder(
