@@ -12,6 +12,7 @@ checkpoint upload, is printed beside it. Target (issue #11): ratio >= 0.9 on any
 `sft_ratio=<stage tok/s / plain tok/s> sft_tok_s=<stage tok/s> ...`.
 
     .venv/bin/python benchmarks/sft_throughput.py [--steps 150] [--calibration-steps 10] [--recipe configs/toy.yaml]
+                                                  [--store URL]
 """
 
 from __future__ import annotations
@@ -112,12 +113,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--calibration-steps", type=int, default=10, help="plain TRL steps per precision")
     parser.add_argument("--recipe", default=str(REPO / "configs/toy.yaml"))
+    parser.add_argument(
+        "--store", default=None, help="store root whose data stages are committed (default: an empty temporary one)"
+    )
     args = parser.parse_args()
     from bard_pipeline.infra.precision import cpu_hardware
 
     with tempfile.TemporaryDirectory(prefix="bard-bench-") as tmp:
         os.environ["PREFECT_HOME"] = f"{tmp}/prefect"
-        overrides = [f"store.root=file://{tmp}/store", f"sft.trl.max_steps={args.steps}", "sft.probe.problems=0"]
+        store_root = args.store or f"file://{tmp}/store"
+        overrides = [f"store.root={store_root}", f"sft.trl.max_steps={args.steps}", "sft.probe.problems=0"]
         stage = run_stage(args.recipe, overrides)
         model_dir, rows = training_rows(stage)
         calibration = min(args.calibration_steps, args.steps)

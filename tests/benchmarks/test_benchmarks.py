@@ -3,19 +3,21 @@ machine-readable `key=value` line (the figures a person or a CI job compares bet
 
 The scripts are discovered by glob, so a new benchmark without a case here fails the suite until it gets
 one. Each case is the script's smallest-size arguments (about a minute on 2 cores) and the keys its last
-line must carry.
+line must carry. A script that reads or extends an earlier run takes the session's smoke run (a copy of its
+store: `{store}`, its run id: `{run}`) instead of training one of its own, which would cost minutes each.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, SmokeRun
 from tests.support.benchmarks import last_line_figures
 
 BENCHMARKS = REPO / "benchmarks"
@@ -27,14 +29,17 @@ CASES: dict[str, tuple[list[str], set[str]]] = {
         {"engine_ratio", "engine_tok_s", "engine_direct_tok_s"},
     ),
     "evaluate_throughput.py": (
-        ["--fresh", "--recipe", "configs/smoke.yaml", "--problems", "8", "--k", "1"],
+        ["--store", "{store}", "--run", "{run}", "--recipe", "configs/smoke.yaml", "--problems", "8", "--k", "1"],
         {"evaluate_ratio", "evaluate_tok_s", "evaluate_direct_tok_s", "evaluate_wall_s"},
     ),
     "lab_targets.py": (
-        ["--fresh", "--recipe", "configs/smoke.yaml"],
+        ["{run}", "--store", "{store}", "--recipe", "configs/smoke.yaml"],
         {"sft_acc_max", "rl_spearman_acc", "rl_dev_tiers", "rl_minus_sft_reward", "ci_low", "ci_high"},
     ),
-    "sft_throughput.py": (["--steps", "5"], {"sft_ratio", "sft_tok_s"}),
+    "sft_throughput.py": (
+        ["--steps", "5", "--recipe", "configs/smoke.yaml", "--store", "{store}"],
+        {"sft_ratio", "sft_tok_s"},
+    ),
     "toy_data_stages.py": (
         ["configs/smoke.yaml", "--problems", "40"],
         {"data_first_s", "data_rerun_s", "data_rerun_ratio"},
@@ -73,14 +78,26 @@ def test_every_benchmark_has_a_case() -> None:
     assert not stale, f"cases for scripts that no longer exist: {stale}"
 
 
+@pytest.fixture(scope="module")
+def smoke_copy(smoke_run: SmokeRun, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The placeholders of a case: a copy of the smoke run's store (the scripts add runs and artifacts to it,
+    which the tests reading the original must not see) and the run's id."""
+    store = tmp_path_factory.mktemp("bench-store") / "store"
+    shutil.copytree(smoke_run.root / "store", store)
+    return {"store": f"file://{store}", "run": smoke_run.record["run_id"]}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("script", _scripts())
-def test_benchmark_runs_at_its_smallest_size(script: str) -> None:
+def test_benchmark_runs_at_its_smallest_size(script: str, request: pytest.FixtureRequest) -> None:
     if script in ELSEWHERE:
         pytest.skip(ELSEWHERE[script])
     if script not in CASES:
         pytest.fail(f"{script} has no case in {Path(__file__).name} (smallest-size arguments and expected keys)")
     args, keys = CASES[script]
+    if any("{" in arg for arg in args):
+        placeholders = request.getfixturevalue("smoke_copy")
+        args = [arg.format(**placeholders) for arg in args]
     _run(script, args, keys)
 
 

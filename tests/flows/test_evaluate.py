@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from bard_core import schemas
 from bard_core.evaluation import GROUP_KEYS, recompute_accuracy
 from bard_core.schemas import EvalMode
-from tests.flows.conftest import SmokeRun
+from tests.conftest import SmokeRun
 from tests.support.flows import artifact
 
 pytestmark = pytest.mark.slow

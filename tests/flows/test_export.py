@@ -20,7 +20,7 @@ from bard_pipeline.flows.cli import app
 from bard_pipeline.infra.export import ExportError, export_student, resolve_student
 from bard_pipeline.infra.store import ArtifactRef, ArtifactStore
 from bard_pipeline.infra.writer import ArtifactWriter
-from tests.flows.conftest import SmokeRun
+from tests.conftest import SmokeRun
 from tests.support.flows import artifact
 from tests.support.hub import TOKEN
 

@@ -9,7 +9,7 @@ import pytest
 
 from bard_core.prompting import load_prompt
 from bard_pipeline.infra.local_cache import local_artifact_dir
-from tests.flows.conftest import SmokeRun
+from tests.conftest import SmokeRun
 from tests.support.flows import artifact, run_flow, statuses
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
