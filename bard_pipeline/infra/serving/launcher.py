@@ -229,14 +229,9 @@ def run_foreground(
     """Serve until the server exits or this process gets Ctrl-C / SIGTERM; returns the server's exit code."""
     contract = load_contract(folder)
     try:
-        with _signals_interrupt():
-            process = start_server(python, folder, options)
-            try:
-                wait_healthy(process, options, ready_s)
-                print(usage(options, contract), flush=True)
-                return process.wait()
-            finally:
-                stop_server(process)
+        with serving(python, folder, options, ready_s=ready_s) as process:
+            print(usage(options, contract), flush=True)
+            return process.wait()
     except KeyboardInterrupt:
         return 0
     finally:
