@@ -71,9 +71,11 @@ def run(
 ) -> None:
     """Run the distillation flow locally (ephemeral Prefect, local Ray, the recipe's store)."""
     from bard_pipeline.infra.progress import configure_terminal
+    from bard_pipeline.infra.reaper import guard
 
     configure_terminal(verbose)  # before Ray or transformers load: they read it when they start
     cfg = _config(recipe, overrides)  # fail fast, before Prefect starts, on a bad config
+    guard()  # before Prefect or Ray start a process: a killed driver's processes and scratch are cleaned up
     if from_run:  # and on a run id that matches no run, or several (the flow resolves the same way)
         from bard_pipeline.infra.store import ArtifactStore
 

@@ -36,7 +36,10 @@ def experiment(
         console.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     from bard_pipeline.flows.experiment import experiment as experiment_flow
+    from bard_pipeline.infra.reaper import guard
     from bard_pipeline.infra.store import ArtifactRef, ArtifactStore
+
+    guard()  # a killed driver's Prefect server, Ray runtime and scratch are cleaned up (infra/reaper.py)
 
     result = experiment_flow(recipe=str(recipe), overrides=overrides or [])
     arms = Table("arm", "series", "run", "evaluate", "wall s", title="arms")

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import uuid
 from pathlib import Path
 
+from bard_pipeline.infra.reaper import system_tmp
 from bard_pipeline.infra.store import ArtifactRef, ArtifactStore
 
 STORE_SCHEME = "store:"  # a model location inside the artifact store: "store:model/<fingerprint>"
 
 
 def cache_root() -> Path:
-    return Path(os.environ.get("BARD_CACHE_DIR") or Path(tempfile.gettempdir()) / "bard-cache")
+    return Path(os.environ.get("BARD_CACHE_DIR") or system_tmp() / "bard-cache")  # shared by runs: not their scratch
 
 
 def local_artifact_dir(store: ArtifactStore, ref: ArtifactRef, prefix: str) -> Path:

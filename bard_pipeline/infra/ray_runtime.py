@@ -11,12 +11,12 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from bard_core.config import RayConfig
 from bard_pipeline.infra import progress
+from bard_pipeline.infra.reaper import system_tmp
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ def init_options(cfg: RayConfig, loud: bool) -> dict[str, Any]:
     """The ``ray.init`` arguments for this config; ``loud`` streams every worker's output to the terminal."""
     if cfg.address:
         return {"address": cfg.address, "log_to_driver": loud}
-    temp_dir = Path(cfg.temp_dir or Path(tempfile.gettempdir()) / "bard-ray").resolve()
+    temp_dir = Path(cfg.temp_dir or system_tmp() / "bard-ray").resolve()  # outlives the run: its logs
     return {
         "num_cpus": cfg.num_cpus,
         "include_dashboard": False,
