@@ -40,6 +40,17 @@ def _wait_port(port: int, timeout_s: float) -> None:
     raise StackError(f"nothing listens on {HOST}:{port} after {timeout_s:.0f} s")
 
 
+def start_server(stack: Stack, port: int) -> None:
+    """The Prefect server (API + UI) of a stack, on its database in the state folder; also what brings a
+    stopped one back (the runs it knew continue: see the operations section of the README)."""
+    api = f"http://{HOST}:{port}/api"
+    server = [sys.executable, "-m", "prefect", "server", "start", "--host", HOST, "--port", str(port)]
+    # The UI asks its own settings where the API is; without these it points at the default port 4200.
+    server_env = {**_env(stack.state_dir), "PREFECT_UI_API_URL": api, "PREFECT_SERVER_API_HOST": HOST,
+                  "PREFECT_SERVER_API_PORT": str(port)}  # fmt: skip
+    stack.start("prefect-server", server, server_env, port, f"{api}/health", timeout_s=180)
+
+
 def up(
     state_dir: StateDir = DEFAULT_STATE,
     port: Annotated[int, typer.Option(help="Prefect server (API + UI) port")] = 4200,
@@ -62,11 +73,7 @@ def up(
     stack, env, py = Stack(state_dir), _env(state_dir), sys.executable
     api = f"http://{HOST}:{port}/api"
     try:
-        server = [py, "-m", "prefect", "server", "start", "--host", HOST, "--port", str(port)]
-        # The UI asks its own settings where the API is; without these it points at the default port 4200.
-        server_env = {**env, "PREFECT_UI_API_URL": api, "PREFECT_SERVER_API_HOST": HOST,
-                      "PREFECT_SERVER_API_PORT": str(port)}  # fmt: skip
-        stack.start("prefect-server", server, server_env, port, f"{api}/health", timeout_s=180)
+        start_server(stack, port)
         if s3:
             stack.start("s3", [py, "-m", "moto.server", "-H", HOST, "-p", str(s3_port)], env, s3_port,
                         f"http://{HOST}:{s3_port}/moto-api/")  # fmt: skip
