@@ -20,12 +20,14 @@ only when complete. Readers of a notebook use ``bard_pipeline.api``.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import re
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
@@ -59,6 +61,10 @@ class ArtifactNotFoundError(FileNotFoundError):
 
 class ChecksumMismatchError(IOError):
     """A file's bytes differ from what its manifest recorded."""
+
+
+class StoreFullError(OSError):
+    """The store's volume (or quota) is full: the write was abandoned and nothing was committed."""
 
 
 class AmbiguousRunError(LookupError):
@@ -148,8 +154,22 @@ class ArtifactStore:
     def put_atomic(self, path: str, data: bytes) -> None:
         """Write all-or-nothing: a temp file renamed into place locally; on S3 one PUT, or a multipart upload
         from one chunk up."""
-        with atomic_sink(self.fs, path, s3=self.s3, chunk_bytes=self.chunk_bytes) as sink:
+        with self._space_for(path), atomic_sink(self.fs, path, s3=self.s3, chunk_bytes=self.chunk_bytes) as sink:
             write_chunks(sink, data, self.chunk_bytes)
+
+    @contextmanager
+    def _space_for(self, path: str) -> Iterator[None]:
+        """A full disk (or quota) named as the store's, with what to do; the write left nothing behind."""
+        try:
+            yield
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT) or isinstance(exc, StoreFullError):
+                raise
+            raise StoreFullError(
+                exc.errno,
+                f"no space left on the store {self.root} (writing {path}); nothing was committed: free space "
+                "there, or point store.root at a larger volume, and rerun (finished stages are kept)",
+            ) from exc
 
     def put_file(self, path: str, source: Path, sha256: str | None = None) -> tuple[str, int]:
         """Stream a local file to ``path`` all-or-nothing, hashing on the way; returns (sha256, size).
@@ -157,7 +177,11 @@ class ArtifactStore:
         With ``sha256`` given (the name was derived from it), a source that changed meanwhile is not
         committed: the write is abandoned and ``DigestMismatchError`` raised."""
         piece = part_bytes(self.chunk_bytes, source.stat().st_size)
-        with source.open("rb") as handle, atomic_sink(self.fs, path, s3=self.s3, chunk_bytes=piece) as sink:
+        with (
+            self._space_for(path),
+            source.open("rb") as handle,
+            atomic_sink(self.fs, path, s3=self.s3, chunk_bytes=piece) as sink,
+        ):
             digest, size = copy_hashed(handle, sink, piece)
             if sha256 is not None and digest != sha256:
                 raise DigestMismatchError(

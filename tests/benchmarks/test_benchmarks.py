@@ -24,6 +24,10 @@ BENCHMARKS = REPO / "benchmarks"
 
 # script -> (smallest-size arguments, keys its last line must carry)
 CASES: dict[str, tuple[list[str], set[str]]] = {
+    "chaos.py": (
+        ["--clean-store", "{store}", "--faults", "corruption", "--trials", "1", "--until", "materialize"],
+        {"trials", "survived", "failed", "lost", "duplicated", "secret_hits"},
+    ),
     "engine_throughput.py": (
         ["--problems", "16", "--max-new-tokens", "32"],  # transformers only: --vllm doubles the cost
         {"engine_ratio", "engine_tok_s", "engine_direct_tok_s"},

@@ -178,3 +178,19 @@ def test_s3_credentials_never_show(s3_endpoint: str) -> None:
     with pytest.raises(ArtifactNotFoundError) as info:
         store.manifest(ArtifactRef("sample", "0" * 20))
     assert secret not in str(info.value)
+
+
+def test_a_full_store_volume_is_named_and_leaves_no_partial_file(tmp_path: Path) -> None:
+    from bard_pipeline.chaos.storage import MountError, tmpfs
+    from bard_pipeline.infra.store import StoreFullError
+
+    try:
+        with tmpfs(tmp_path / "volume", 1 << 20) as volume:
+            store = ArtifactStore(f"file://{volume}/store")
+            writer = ArtifactWriter(store, ArtifactRef("sample", "f" * 20))
+            with pytest.raises(StoreFullError, match=rf"no space left on the store file://{volume}/store"):
+                writer.write_bytes("big.bin", b"\1" * (2 << 20))
+            assert [p.name for p in (volume / "store").rglob("*") if p.is_file()] == []
+            assert not store.exists(writer.ref)
+    except MountError:
+        pytest.skip("mounting a tmpfs needs root")

@@ -1,0 +1,99 @@
+"""The campaign: which faults, how many trials each, against one clean run of a recipe.
+
+Faults are an enum-keyed registry; each entry runs its trials in folders of their own under the campaign's
+work folder and returns their results. ``benchmarks/chaos.py`` is the command line, ``tests/reliability`` the
+short version.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+
+from bard_pipeline.chaos.cluster import NodeTarget, lost_node
+from bard_pipeline.chaos.drivers import KILL_STAGES, CleanRun, concurrent_runs, killed_driver
+from bard_pipeline.chaos.report import TrialResult
+from bard_pipeline.chaos.storage import corruption, full_disk
+
+
+class Fault(enum.StrEnum):
+    KILLED_DRIVER = "killed-driver"
+    LOST_NODE = "lost-node"
+    CONCURRENT_RUNS = "concurrent-runs"
+    FULL_DISK = "full-disk"
+    CORRUPTION = "corruption"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much of each fault: ``trials`` per fault (killed driver: spread over ``KILL_STAGES`` in turn)."""
+
+    trials: int = 1
+    seed: int = 0
+    kill_stages: tuple[str, ...] = KILL_STAGES
+    disk_stages: tuple[str, ...] = ("sample", "sft")
+    corrupt_stages: tuple[str, ...] = ("sample", "sft")
+    node_stages: tuple[str, ...] = ("sample", "sft")
+    # A fresh multi-node cluster per lost-node trial (the caller's: e.g. tests/support/ray_cluster.py).
+    cluster: Callable[[Path], AbstractContextManager[NodeTarget]] | None = None
+
+
+Runner = Callable[[CleanRun, Path, Plan, random.Random], Iterator[TrialResult]]
+
+
+def _killed(clean: CleanRun, workdir: Path, plan: Plan, rng: random.Random) -> Iterator[TrialResult]:
+    for i in range(plan.trials):
+        stage = plan.kill_stages[i % len(plan.kill_stages)]
+        yield killed_driver(clean, stage, workdir / f"{i:02d}-{stage}", rng)
+
+
+def _lost_node(clean: CleanRun, workdir: Path, plan: Plan, rng: random.Random) -> Iterator[TrialResult]:
+    if plan.cluster is None:
+        raise ValueError("the lost-node fault needs Plan.cluster: a way to start a multi-node cluster")
+    for i in range(plan.trials):
+        stage = plan.node_stages[i % len(plan.node_stages)]
+        trial_dir = workdir / f"{i:02d}-{stage}"
+        with plan.cluster(trial_dir / "cluster") as target:
+            yield lost_node(clean, stage, trial_dir, target, rng, trigger="shard" if stage != "sft" else "checkpoint")
+
+
+def _concurrent(clean: CleanRun, workdir: Path, plan: Plan, rng: random.Random) -> Iterator[TrialResult]:
+    for i in range(plan.trials):
+        yield concurrent_runs(clean, workdir / f"{i:02d}")
+
+
+def _full_disk(clean: CleanRun, workdir: Path, plan: Plan, rng: random.Random) -> Iterator[TrialResult]:
+    for i in range(plan.trials):
+        stage = plan.disk_stages[i % len(plan.disk_stages)]
+        yield full_disk(clean, stage, workdir / f"{i:02d}-{stage}")
+
+
+def _corruption(clean: CleanRun, workdir: Path, plan: Plan, rng: random.Random) -> Iterator[TrialResult]:
+    for i in range(plan.trials):
+        stage = plan.corrupt_stages[i % len(plan.corrupt_stages)]
+        yield corruption(clean, stage, workdir / f"{i:02d}-{stage}", rng)
+
+
+RUNNERS: dict[Fault, Runner] = {
+    Fault.KILLED_DRIVER: _killed,
+    Fault.LOST_NODE: _lost_node,
+    Fault.CONCURRENT_RUNS: _concurrent,
+    Fault.FULL_DISK: _full_disk,
+    Fault.CORRUPTION: _corruption,
+}
+
+
+def run_campaign(
+    clean: CleanRun, faults: list[Fault], workdir: Path, plan: Plan, on_result: Callable[[TrialResult], None]
+) -> list[TrialResult]:
+    rng = random.Random(plan.seed)
+    results = []
+    for fault in faults:
+        for result in RUNNERS[fault](clean, workdir / fault.value, plan, rng):
+            on_result(result)
+            results.append(result)
+    return results

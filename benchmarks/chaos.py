@@ -1,0 +1,89 @@
+"""The chaos campaign: faults a cluster will have, injected into real `bard run`s, and what survived.
+
+One clean run of RECIPE is the reference; every trial's rows are checked against it (same fingerprints, same rows
+by key). Prints one line per trial as it ends, then the table, and as its last line the totals:
+`trials=N survived=N failed=N lost=N duplicated=N secret_hits=N`.
+
+    .venv/bin/python benchmarks/chaos.py                                  # every fault, the campaign's sizes
+    .venv/bin/python benchmarks/chaos.py --faults killed-driver --trials 20 --recipe configs/smoke.yaml
+
+Runs write their logs under --workdir (kept with --keep). Full disk mounts a tmpfs: it needs root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bard_pipeline.infra.env import apply_defaults  # noqa: E402
+
+apply_defaults()
+
+from bard_pipeline.chaos.campaign import Fault, Plan, run_campaign  # noqa: E402
+from bard_pipeline.chaos.cluster import NodeTarget  # noqa: E402
+from bard_pipeline.chaos.drivers import CleanRun  # noqa: E402
+from bard_pipeline.chaos.report import TrialResult, render  # noqa: E402
+
+DEFAULT_TRIALS = {Fault.KILLED_DRIVER: 20, Fault.LOST_NODE: 2, Fault.CONCURRENT_RUNS: 2, Fault.FULL_DISK: 2,
+                  Fault.CORRUPTION: 2}  # fmt: skip
+
+
+@contextmanager
+def two_nodes(root: Path) -> Iterator[NodeTarget]:
+    """A head and a worker node on 127.0.0.1 (tests/support/ray_cluster.py), the worker the one to lose."""
+    from tests.support.ray_cluster import two_node_cluster
+
+    os.environ["RAY_AUTH_MODE"] = "disabled"  # the cluster runs without token auth; so do the runs joining it
+    with two_node_cluster(root) as cluster:
+        yield NodeTarget(cluster.gcs_address, cluster.kill_worker_node)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recipe", default=str(REPO / "configs" / "smoke.yaml"))
+    parser.add_argument("--faults", default=",".join(f.value for f in Fault), help="comma-separated")
+    parser.add_argument("--trials", type=int, default=None, help="trials per fault (default: the campaign's)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, stores)")
+    parser.add_argument("--clean-store", default=None, help="a local store whose newest completed run is the "
+                        "reference (its recipe and overrides), instead of a clean run of --recipe")  # fmt: skip
+    parser.add_argument("--until", default=None, help="trials stop after this stage (e.g. materialize)")
+    args = parser.parse_args()
+    faults = [Fault(name.strip()) for name in args.faults.split(",") if name.strip()]
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bard-chaos-"))
+    t0 = time.monotonic()
+    if args.clean_store:
+        clean = CleanRun.of(Path(args.clean_store.removeprefix("file://")), until=args.until)
+    else:
+        print(f"chaos: clean run of {args.recipe} in {workdir}", file=sys.stderr, flush=True)
+        clean = CleanRun.make(args.recipe, workdir, until=args.until)
+    print(f"chaos: reference ready in {time.monotonic() - t0:.0f} s, {clean.rows.total} rows", file=sys.stderr)
+
+    def show(result: TrialResult) -> None:
+        verdict = "survived" if result.survived else "FAILED"
+        print(f"chaos: {result.fault}: {verdict} in {result.recovery_s:.1f} s ({result.detail})", file=sys.stderr,
+              flush=True)  # fmt: skip
+
+    results: list[TrialResult] = []
+    for fault in faults:
+        plan = Plan(trials=args.trials or DEFAULT_TRIALS[fault], seed=args.seed, cluster=two_nodes)
+        results += run_campaign(clean, [fault], workdir, plan, show)
+    print(render(results))
+    print(f"chaos: {time.monotonic() - t0:.0f} s in all", file=sys.stderr)
+    if not args.keep and args.workdir is None:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
