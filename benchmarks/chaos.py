@@ -45,7 +45,7 @@ def two_nodes(root: Path) -> Iterator[NodeTarget]:
 
     os.environ["RAY_AUTH_MODE"] = "disabled"  # the cluster runs without token auth; so do the runs joining it
     with two_node_cluster(root) as cluster:
-        yield NodeTarget(cluster.gcs_address, cluster.kill_worker_node)
+        yield NodeTarget(cluster.gcs_address, cluster.kill_worker_node, cluster.actors_on_worker)
 
 
 def main() -> None:

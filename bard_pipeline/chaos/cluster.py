@@ -1,6 +1,7 @@
 """A node lost mid-stage: the run joins a multi-node Ray cluster (``ray.address``) and a worker node is killed
 (its raylet and every worker on it, SIGKILL) while the stage runs. The stage must finish on what is left, or
-fail naming the lost node and finish on a rerun; either way nothing is lost.
+fail naming the lost node and finish on a rerun; either way nothing is lost. A trial in which no actor of the
+run was on the lost node tested nothing and does not count as survived.
 
 What running against a cluster takes, as found here: the nodes must import ``bard_pipeline`` (installed in
 their environment, or a runtime env), every node must reach the store (a shared path for ``file://``, else
@@ -32,6 +33,7 @@ class NodeTarget:
 
     address: str  # the GCS address, for ray.address
     kill_worker: Callable[[], None]
+    actors_on_worker: Callable[[], int]  # live actors there: what the loss takes down (0: the trial tested nothing)
     overrides: Sequence[str] = FIT_OVERRIDES
 
 
@@ -50,6 +52,7 @@ def lost_node(
         time.sleep(rng.uniform(0.5, 2.0))
     except TrialError as exc:
         return TrialResult("lost node", False, detail=f"{stage}: {exc}")
+    victims = target.actors_on_worker()
     target.kill_worker()
     t_fault = time.monotonic()
     code = proc.wait()
@@ -64,5 +67,6 @@ def lost_node(
                                detail=f"{stage}: the rerun failed too (see {rerun.log})")  # fmt: skip
     recovery_s = time.monotonic() - t_fault
     rows = diff(clean.expected(), completed_rows(ArtifactStore(f"file://{store_dir}")))
-    survived = rows.equal and "without naming" not in how
-    return TrialResult("lost node", survived, rows.lost, rows.duplicated, recovery_s, detail=f"{stage}: {how}")
+    survived = rows.equal and "without naming" not in how and victims > 0
+    detail = f"{stage}: {victims} actors on the lost node; {how}"
+    return TrialResult("lost node", survived, rows.lost, rows.duplicated, recovery_s, detail=detail)

@@ -5,6 +5,7 @@ error, and a job stopped when the wait ends."""
 from __future__ import annotations
 
 import json
+import random
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -13,8 +14,10 @@ from typing import Any
 
 import pytest
 
+from bard_pipeline.chaos.cluster import NodeTarget, lost_node
 from bard_pipeline.infra import ray_jobs
-from tests.conftest import REPO
+from tests.conftest import REPO, SmokeRun
+from tests.support.chaos import clean_run
 from tests.support.flows import artifact, run_flow, statuses
 from tests.support.ray_cluster import RayCluster, two_node_cluster
 
@@ -118,3 +121,13 @@ def test_the_smoke_stages_run_as_ray_jobs_on_a_two_node_cluster(
     assert sampling and training and (sampling | training) <= {"head", "worker"}
     nodes = {node for stage in report.values() for kind in ("actors", "tasks") for (_, node), _ in stage[kind]}
     assert nodes == {"head", "worker"}  # the work spread over both nodes
+
+
+def test_a_worker_node_lost_mid_sample_loses_no_rows(cluster: RayCluster, smoke_run: SmokeRun, tmp_path: Path) -> None:
+    """The flow joined to the cluster (`ray.address`); the second node SIGKILLed once the first shard is written.
+    Last in this module: the cluster has one node afterwards."""
+    target = NodeTarget(cluster.gcs_address, cluster.kill_worker_node, cluster.actors_on_worker)
+    result = lost_node(clean_run(smoke_run, "materialize"), "sample", tmp_path, target, random.Random(2), "shard")
+    print("lost node:", result)
+    assert result.survived, result.detail
+    assert (result.rows_lost, result.rows_duplicated) == (0, 0)

@@ -41,6 +41,25 @@ class RayCluster:
     head_node_id: str
     worker_node_id: str
     cwd: Path  # where the nodes (and so the jobs' drivers) run
+    worker_pid: int  # `ray start --block` of the second node: its raylet and workers are under it
+
+    def actors_on_worker(self) -> int:
+        """Live actors on the second node (what losing it takes down)."""
+        from ray.util.state import list_actors
+
+        filters = [("node_id", "=", self.worker_node_id), ("state", "=", "ALIVE")]
+        return len(list_actors(address=self.dashboard, filters=filters, limit=1000))  # type: ignore[arg-type]
+
+    def kill_worker_node(self) -> None:
+        """Lose the second node as a crashed machine would: SIGKILL its whole process tree, at once."""
+        import psutil
+
+        tree = [psutil.Process(self.worker_pid), *psutil.Process(self.worker_pid).children(recursive=True)]
+        for process in tree:
+            try:
+                process.kill()
+            except psutil.Error:
+                continue
 
 
 def _ports() -> list[str]:
@@ -107,7 +126,8 @@ def two_node_cluster(root: Path, worker_cpus: int = 1) -> Iterator[RayCluster]:
         nodes = _alive_nodes(dashboard)
         head = next(n for n in nodes if n["raylet"]["isHeadNode"])  # type: ignore[index]
         worker = next(n for n in nodes if not n["raylet"]["isHeadNode"])  # type: ignore[index]
-        yield RayCluster(f"{HOST}:{gcs}", dashboard, head["raylet"]["nodeId"], worker["raylet"]["nodeId"], cwd)  # type: ignore[index]
+        ids = head["raylet"]["nodeId"], worker["raylet"]["nodeId"]  # type: ignore[index]
+        yield RayCluster(f"{HOST}:{gcs}", dashboard, *ids, cwd, procs[1].pid)
     finally:
         for proc in reversed(procs):  # the second node first, then the head and its GCS
             stop_tree(proc.pid, 5.0)
