@@ -14,6 +14,7 @@ import gzip
 import json
 import re
 import unicodedata
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,9 +99,21 @@ SourceRow = RawRow | BadRow
 
 
 def _open_lines(path: Path) -> Iterator[bytes]:
-    opener = gzip.open if path.suffix == ".gz" else open
+    """The file's raw lines; a gzip file that ends early or is no gzip at all fails the whole file, naming the
+    last line read, since what follows it is lost (a half-copied download, a plain file named .gz)."""
+    opener = gzip.open if path.suffix.lower() == ".gz" else open
+    lineno = 0
     with opener(path, "rb") as handle:
-        yield from handle
+        try:
+            for line in handle:
+                lineno += 1
+                yield line
+        except (EOFError, OSError, zlib.error) as exc:
+            where = f"after line {lineno}" if lineno else "from its start"
+            raise ProblemFileError(
+                f"{path}: unreadable {where} ({type(exc).__name__}: {exc}); the file is truncated or "
+                "corrupt (or not gzip though named .gz): copy it again or re-compress it"
+            ) from None
 
 
 def _text_lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -126,8 +139,16 @@ def _decode_object(text: str) -> dict[str, Any] | str:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
         return f"invalid JSON ({exc.msg} at column {exc.colno})"
+    except ValueError as exc:  # an integer past Python's 4300-digit limit
+        return f"invalid JSON ({str(exc).split(':')[0]})"
+    except RecursionError:
+        return "invalid JSON (nested too deeply to parse)"
     if not isinstance(obj, dict):
         return f"expected a JSON object per line, got {type(obj).__name__}"
+    try:  # a \ud800 escape parses to a lone surrogate, which no table (UTF-8) can store
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"invalid JSON (a string holds a lone surrogate escape \\u{ord(exc.object[exc.start]):04x})"
     return obj
 
 
@@ -178,11 +199,15 @@ def _check_bad_share(path: Path, rows: list[SourceRow], max_share: float) -> Non
 
 
 def read_parquet(path: Path, fields: FieldMap, source: str) -> list[SourceRow]:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     if not path.is_file():
         raise ProblemFileError(f"{path}: file not found")
-    table = pq.read_table(path)
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise ProblemFileError(f"{path}: not a readable Parquet file ({type(exc).__name__}: {exc})") from None
     missing = [f for f in fields.required() if f not in table.column_names]
     if missing:
         raise ProblemFileError(

@@ -71,7 +71,7 @@ class RunConfig(Section):
         # A TA name that is neither in the catalog, a folder nor a hub id ("org/name") is a typo, not a model.
         b = self.bridge
         uses_assistant = b.enabled and (b.amplify.enabled or b.selector.needs_scores)
-        known = b.assistant in self.models or "/" in b.assistant or Path(b.assistant).expanduser().is_dir()
+        known = b.assistant in self.models or "/" in b.assistant or _is_folder(b.assistant)
         if uses_assistant and not known:
             raise ValueError(
                 f"bridge.assistant {b.assistant!r} is not in `models`, not a folder and not a hub id; "
@@ -98,6 +98,15 @@ class RunConfig(Section):
         """The catalog entry for ``name``; otherwise an existing folder, else a Hugging Face id."""
         if name in self.models:
             return self.models[name]
-        if Path(name).expanduser().is_dir():
+        if _is_folder(name):
             return PathModelSpec(path=name)
         return HubModelSpec(id=name)
+
+
+def _is_folder(name: str) -> bool:
+    """Whether a model name is an existing folder; a name no path can be (longer than the OS allows, or
+    ``~user`` of no such user) is not one, rather than a raw OSError or RuntimeError out of the validator."""
+    try:
+        return Path(name).expanduser().is_dir()
+    except (OSError, RuntimeError):
+        return False

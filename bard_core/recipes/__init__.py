@@ -42,7 +42,11 @@ _Loader.add_implicit_resolver(
 
 
 def _yaml(text: str) -> Any:
-    return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
+    try:
+        return yaml.load(text, Loader=_Loader)  # a SafeLoader subclass: no arbitrary objects
+    except (ValueError, RecursionError) as exc:
+        # An integer past Python's 4300-digit limit, or nesting past the stack: PyYAML lets both out raw.
+        raise yaml.YAMLError(f"{type(exc).__name__}: {str(exc).split(';')[0]}") from exc
 
 
 class ConfigError(ValueError):
@@ -95,37 +99,59 @@ def read_recipe(recipe: str | Path) -> dict[str, Any]:
 def apply_override(data: dict[str, Any], override: str) -> None:
     key, sep, raw = override.partition("=")
     if not sep or not key.strip():
-        raise ConfigError(f"override {override!r} is not key=value (e.g. sample.n_samples=2)")
+        raise ConfigError(f"override {_shown(override)} is not key=value (e.g. sample.n_samples=2)")
     try:
         value = _yaml(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
-        raise ConfigError(f"override {override!r}: value is not valid YAML ({exc})") from exc
+        raise ConfigError(f"override {_shown(override)}: value is not valid YAML ({exc})") from exc
     parts = key.strip().split(".")
     node: Any = data
     for depth, part in enumerate(parts[:-1]):
-        nxt = parts[depth + 1]
+        _check_container(node, parts[:depth], override)
         if isinstance(node, list):
             node = _list_item(node, part, override)
             continue
         if part not in node or node[part] is None:
-            node[part] = [] if nxt.isdigit() else {}
+            node[part] = [] if _index(parts[depth + 1]) is not None else {}
         node = node[part]
     last = parts[-1]
+    _check_container(node, parts[:-1], override)
     if isinstance(node, list):
-        index = int(last) if last.isdigit() else -1
-        if not 0 <= index <= len(node):
-            raise ConfigError(f"override {override!r}: index {last} out of range (list has {len(node)} items)")
+        index = _index(last)
+        if index is None or not 0 <= index <= len(node):
+            raise ConfigError(
+                f"override {_shown(override)}: index {_shown(last, 40)} out of range (list has {len(node)} items)"
+            )
         node[index : index + 1] = [value]
     else:
         node[last] = value
 
 
+def _index(part: str) -> int | None:
+    """A list index in a dotted key: ASCII digits only ('²'.isdigit() holds, but int() refuses it), and few
+    enough for int()."""
+    return int(part) if part.isascii() and part.isdigit() and len(part) <= 18 else None
+
+
+def _check_container(node: Any, path: Sequence[str], override: str) -> None:
+    """A key can only go below a section or a list; below a value (``name.x=1`` where name is a string) the
+    dotted path is wrong."""
+    if not isinstance(node, dict | list):
+        raise ConfigError(
+            f"override {_shown(override)}: {'.'.join(path)} is {_shown(node)} (type {type(node).__name__}), not a "
+            "section or a list, so nothing goes below it; shorten the key"
+        )
+
+
 def _list_item(node: list[Any], part: str, override: str) -> Any:
-    if not part.isdigit() or int(part) >= len(node):
-        raise ConfigError(f"override {override!r}: {part!r} is not an index of a list with {len(node)} items")
-    if node[int(part)] is None:
-        node[int(part)] = {}
-    return node[int(part)]
+    index = _index(part)
+    if index is None or index >= len(node):
+        raise ConfigError(
+            f"override {_shown(override)}: {_shown(part, 40)} is not an index of a list with {len(node)} items"
+        )
+    if node[index] is None:
+        node[index] = {}
+    return node[index]
 
 
 def load_config(recipe: str | Path | None, overrides: Sequence[str] = ()) -> RunConfig:
@@ -161,18 +187,35 @@ def validate_config(data: Mapping[str, Any], origin: str) -> RunConfig:
 
 def _explain(err: Mapping[str, Any]) -> str:
     loc = tuple(err["loc"])
-    where = ".".join(str(p) for p in loc) or "<root>"
+    where = ".".join(_part(p) for p in loc) or "<root>"
     if err["type"] == "extra_forbidden":
         _, _, parents = _walk(loc[:-1])
         valid = sorted({name for model in parents for name in model.model_fields})
         close = difflib.get_close_matches(str(loc[-1]), valid, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         return f"{where}: unknown field.{hint} Valid fields here: {', '.join(valid)}."
-    got = "" if err["type"] == "missing" else f" (got {err.get('input')!r})"
+    got = "" if err["type"] == "missing" else f" (got {_shown(err.get('input'))})"
     _, field, _ = _walk(loc)
     doc = " ".join(field.description.split()) if field is not None and field.description else None
     fix = f" Fix: {doc}" if doc else ""
     return f"{where}: {err['msg']}{got}.{fix}"
+
+
+def _part(part: Any) -> str:
+    """A location part as printed: a key with a line break or other control character (YAML allows any in a
+    quoted key) in quotes, so one problem stays one line of the message."""
+    text = str(part)
+    return text if text.isprintable() and len(text) <= 80 else _shown(text, 80)
+
+
+def _shown(value: Any, limit: int = 200) -> str:
+    """``repr`` cut to ``limit`` characters: a message must stay readable when the value is a megabyte, and
+    ``repr`` of an integer past 4300 digits raises."""
+    try:
+        text = repr(value)
+    except ValueError:
+        text = f"<int of {value.bit_length()} bits>" if isinstance(value, int) else f"<{type(value).__name__}>"
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _walk(loc: Sequence[Any]) -> tuple[type[BaseModel] | None, FieldInfo | None, list[type[BaseModel]]]:

@@ -185,3 +185,52 @@ def test_bundled_datasets_ship_with_the_package() -> None:
     )
     with pytest.raises(ProblemFileError, match="available: aime24"):
         bundled("gpqa")
+
+
+# Regression tests of the bad-input campaign (bard_pipeline/chaos/bad_input.py): each was a raw traceback.
+
+
+def test_cut_or_non_gzip_file_is_a_problem_file_error_naming_file_and_line(tmp_path: Path) -> None:
+    packed = gzip.compress("".join(json.dumps(r) + "\n" for r in _good_rows(50)).encode())
+    (tmp_path / "cut.jsonl.gz").write_bytes(packed[:-12])  # was EOFError; line 50 is the one cut short
+    with pytest.raises(ProblemFileError, match=r"cut\.jsonl\.gz: unreadable after line 49 \(EOFError.*truncated"):
+        read_problem_file(tmp_path / "cut.jsonl.gz", FieldMap(), "file")
+    _jsonl(tmp_path / "plain.jsonl.gz", _good_rows(3))  # was gzip.BadGzipFile
+    with pytest.raises(ProblemFileError, match=r"plain\.jsonl\.gz: unreadable from its start \(BadGzipFile"):
+        read_problem_file(tmp_path / "plain.jsonl.gz", FieldMap(), "file")
+
+
+def test_upper_case_gz_suffix_is_read_as_gzip(tmp_path: Path) -> None:
+    (tmp_path / "P.JSONL.GZ").write_bytes(gzip.compress(json.dumps(_good_rows(1)[0]).encode()))
+    assert [r.problem_id for r in read_problem_file(tmp_path / "P.JSONL.GZ", FieldMap(), "f")] == ["r0"]
+
+
+def test_unreadable_parquet_is_a_problem_file_error(tmp_path: Path) -> None:
+    (tmp_path / "p.parquet").write_bytes(b"not parquet at all")  # was pyarrow.ArrowInvalid, naming no fix
+    with pytest.raises(ProblemFileError, match=r"p\.parquet: not a readable Parquet file \(ArrowInvalid"):
+        read_problem_file(tmp_path / "p.parquet", FieldMap(), "file")
+
+
+def test_lines_past_the_json_parsers_limits_are_counted_rejections(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    huge = '{"id": "big", "problem": "q", "answer": ' + "9" * 5000 + "}"  # was ValueError (int digit limit)
+    deep = "[" * 5000 + "]" * 5000  # was RecursionError
+    path.write_text("".join(json.dumps(r) + "\n" for r in _good_rows(18)) + huge + "\n" + deep + "\n")
+    bad = [r for r in read_problem_file(path, FieldMap(), "file", max_bad_row_share=0.1) if isinstance(r, BadRow)]
+    assert [(r.row, r.reason) for r in bad] == [(19, "invalid_json"), (20, "invalid_json")]
+    assert bad[0].detail == "invalid JSON (Exceeds the limit (4300 digits) for integer string conversion)"
+    assert bad[1].detail == "invalid JSON (nested too deeply to parse)"
+
+
+def test_lone_surrogate_escape_is_rejected_before_the_tables(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    text = "".join(json.dumps(r) + "\n" for r in _good_rows(9)) + '{"id": "s", "problem": "a\\udc80", "answer": "1"}\n'
+    path.write_text(text)
+    collector = ProblemCollector()
+    assert collector.add(read_problem_file(path, FieldMap(), "file/p"), "train", GraderKind.MATH, None) == 9
+    assert collector.rejected == [
+        {"source": "file/p", "row": 10, "problem_id": "file-p-000010", "reason": "invalid_json",
+         "detail": "invalid JSON (a string holds a lone surrogate escape \\udc80)"}
+    ]  # fmt: skip
+    pa.Table.from_pylist(collector.accepted, schema=schemas.PROBLEMS)  # was UnicodeEncodeError here, at ingest
+    pa.Table.from_pylist(collector.rejected, schema=schemas.REJECTIONS)
