@@ -41,6 +41,7 @@ class Manifest(BaseModel):
     timings: dict[str, float] = Field(default_factory=dict)  # wall_s, cpu_s, ...
     usage: dict[str, float] = Field(default_factory=dict)  # requests, tokens, cost
     stats: dict[str, Any] = Field(default_factory=dict)  # stage summary (rejections, per-tier counts)
+    io: dict[str, int] = Field(default_factory=dict)  # S3 requests and retries while it was written (writer.py)
 
     def file(self, name: str) -> FileEntry:
         for entry in self.files:

@@ -48,7 +48,10 @@ def _storage(store: ArtifactStore) -> tuple[str, Any]:
     if endpoint:
         scheme, _, host = endpoint.partition("://")
         kwargs = {"endpoint_override": host, "scheme": scheme}
-    return f"{store.root[len('s3://') :]}/_scratch/ray_train", pafs.S3FileSystem(**kwargs)
+    # Arrow's own S3 client (Ray Train's checkpoints): 3 attempts by default, invisible to our retry counts; as
+    # many as the store's botocore clients get, so a flaky S3 fails a checkpoint no more often than a shard.
+    retry = pafs.AwsStandardS3RetryStrategy(max_attempts=10)
+    return f"{store.root[len('s3://') :]}/_scratch/ray_train", pafs.S3FileSystem(retry_strategy=retry, **kwargs)
 
 
 Section = TypeVar("Section", SFTStageConfig, RLStageConfig)

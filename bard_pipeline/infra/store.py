@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import json
 import os
 import re
 import uuid
@@ -30,7 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import fsspec
@@ -38,6 +37,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bard_core.manifest import MANIFEST_NAME, FileEntry, Manifest
+from bard_pipeline.infra.store_records import AmbiguousRunError, ArtifactNotFoundError, RunRecords
+
+__all__ = ["AmbiguousRunError", "ArtifactNotFoundError", "ArtifactRef", "ArtifactStore", "ChecksumMismatchError"]
 from bard_pipeline.infra.streams import (
     DEFAULT_CHUNK_BYTES,
     DigestMismatchError,
@@ -55,20 +57,12 @@ _HASH_CHARS = 16
 _SHARD = re.compile(r"^shards/(?P<table>[\w-]+)-(?P<index>\d{5})\.(?P<sha>[0-9a-f]{16})\.parquet$")
 
 
-class ArtifactNotFoundError(FileNotFoundError):
-    """No committed artifact (no manifest) at this address."""
-
-
 class ChecksumMismatchError(IOError):
     """A file's bytes differ from what its manifest recorded."""
 
 
 class StoreFullError(OSError):
     """The store's volume (or quota) is full: the write was abandoned and nothing was committed."""
-
-
-class AmbiguousRunError(LookupError):
-    """A run id prefix that matches more than one recorded run."""
 
 
 @dataclass(frozen=True)
@@ -111,7 +105,12 @@ def storage_options(root: str, endpoint_url: str | None) -> dict[str, Any]:
     """fsspec options for a root. S3 credentials are left to botocore's own chain (env, profile)."""
     if root.startswith("s3://"):
         endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-        options: dict[str, Any] = {"config_kwargs": {"read_timeout": S3_READ_TIMEOUT_S}}
+        from bard_pipeline.infra.s3retry import S3_MAX_ATTEMPTS  # s3fs: imported for S3 roots only
+
+        config: dict[str, Any] = {"read_timeout": S3_READ_TIMEOUT_S}
+        if not {"AWS_RETRY_MODE", "AWS_MAX_ATTEMPTS"} & os.environ.keys():  # botocore's own settings win
+            config["retries"] = {"mode": "standard", "total_max_attempts": S3_MAX_ATTEMPTS}
+        options: dict[str, Any] = {"config_kwargs": config}
         return {**options, "client_kwargs": {"endpoint_url": endpoint}} if endpoint else options
     return {}
 
@@ -122,7 +121,7 @@ def _absolute_root(root: str) -> str:
     return root.rstrip("/")
 
 
-class ArtifactStore:
+class ArtifactStore(RunRecords):
     """One API over local folders and S3 buckets (see module docstring for the layout).
 
     ``chunk_bytes`` is the piece size of every read and write (and the S3 part size, at least 5 MiB there):
@@ -133,7 +132,13 @@ class ArtifactStore:
         self.endpoint_url = endpoint_url
         self.s3 = self.root.startswith("s3://")
         self.chunk_bytes = check_chunk_bytes(chunk_bytes, self.s3)
-        self.fs, base = fsspec.core.url_to_fs(self.root, **storage_options(self.root, endpoint_url))
+        if self.s3:  # retries counted and logged (s3retry.py)
+            from bard_pipeline.infra.s3retry import StoreS3FileSystem
+
+            self.fs = StoreS3FileSystem(**storage_options(self.root, endpoint_url))
+            base = self.fs._strip_protocol(self.root)
+        else:
+            self.fs, base = fsspec.core.url_to_fs(self.root, **storage_options(self.root, endpoint_url))
         self._base = base.rstrip("/")
         if self.root.startswith("file://"):
             self.fs.makedirs(self._base, exist_ok=True)
@@ -192,17 +197,30 @@ class ArtifactStore:
 
     def cat(self, path: str) -> bytes:
         """A whole (small) file: manifests, run records, documents. Large files stream (``open_read``)."""
+        if self.s3:
+            from bard_pipeline.infra.s3retry import retrying
+
+            return retrying(lambda: bytes(self.fs.cat_file(path)), "GetObject", path)
         data: bytes = self.fs.cat_file(path)
         return data
 
     def open_read(self, path: str) -> ReadStream:
-        """A file opened for sequential chunked reads (on S3 one ranged GET per read, no read-ahead cache)."""
+        """A file opened for sequential chunked reads (on S3 one ranged GET per read, no read-ahead cache, each
+        read again when its answer is cut)."""
         if self.s3:
-            handle: ReadStream = self.fs.open(path, "rb", block_size=self.chunk_bytes, cache_type="none")
-            return handle
+            from bard_pipeline.infra.s3retry import RetryingReader, retrying
+
+            open_ = self.fs.open
+            handle: ReadStream = retrying(lambda: open_(path, "rb", block_size=self.chunk_bytes, cache_type="none"),
+                                          "HeadObject", path)  # fmt: skip
+            return RetryingReader(handle, path)
         return Path(path).open("rb")  # the caller closes it
 
     # ------------------------------------------------------------------ artifacts
+
+    def committed_key(self, key: str) -> bool:
+        """Whether the artifact ``<stage>/<fingerprint>`` is committed (a run record's entry, say)."""
+        return self.exists(ArtifactRef.parse(key))
 
     def exists(self, ref: ArtifactRef) -> bool:
         return bool(self.fs.exists(self.path(ref, MANIFEST_NAME)))
@@ -314,81 +332,6 @@ class ArtifactStore:
             match = _SHARD.match(rel)
             if match:
                 yield match["table"], int(match["index"]), rel
-
-    # ------------------------------------------------------------------ runs and refs
-
-    def write_run(self, run_id: str, record: dict[str, Any]) -> str:
-        path = f"{self._base}/runs/{run_id}.json"
-        self.put_atomic(path, json.dumps(record, indent=2, sort_keys=True).encode())
-        return f"{self.root}/runs/{run_id}.json"
-
-    def read_run(self, run_id: str) -> dict[str, Any]:
-        try:
-            data: dict[str, Any] = json.loads(self.cat(f"{self._base}/runs/{run_id}.json"))
-        except FileNotFoundError:
-            raise ArtifactNotFoundError(
-                f"no run {run_id!r} in {self.root}; list runs with `bard artifacts runs`"
-            ) from None
-        return data
-
-    def list_runs(self) -> list[dict[str, Any]]:
-        runs = [json.loads(self.cat(p)) for p in self.fs.glob(f"{self._base}/runs/*.json")]
-        return sorted(runs, key=lambda r: r.get("started_at", ""))
-
-    def resolve_run(self, run: str) -> str:
-        """The full id of a run given as its full id or a unique prefix of it (ids are long UUIDs)."""
-        if run and self.fs.exists(f"{self._base}/runs/{run}.json"):
-            return run  # an exact id needs no listing (and a full id is also a prefix of nothing else)
-        ids = [PurePosixPath(p).stem for p in self.fs.glob(f"{self._base}/runs/*.json")]
-        matches = sorted(i for i in ids if run and i.startswith(run))
-        if len(matches) == 1:
-            return matches[0]
-        if not matches:
-            raise ArtifactNotFoundError(
-                f"no run {run!r} (as id or id prefix) in {self.root}; list runs with `bard artifacts runs`"
-            )
-        raise AmbiguousRunError(
-            f"run id prefix {run!r} matches {len(matches)} runs in {self.root}: {', '.join(matches)}; "
-            "give more characters"
-        )
-
-    def latest_run(self, stage: str) -> dict[str, Any]:
-        """The newest run (by its start time) whose ``stage`` artifact is committed, e.g. the newest evaluation."""
-        for record in reversed(self.list_runs()):
-            key = record.get("stages", {}).get(stage, {}).get("artifact")
-            if key and self.exists(ArtifactRef.parse(key)):  # a removed artifact no longer counts
-                return record
-        raise ArtifactNotFoundError(
-            f"no run in {self.root} has a committed {stage} stage; list runs with `bard artifacts runs`"
-        )
-
-    def tag(self, name: str, run_id: str) -> None:
-        """Point a named ref at a run; history is append-only (one file per move)."""
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-        payload = {"name": name, "run_id": run_id, "at": stamp}
-        self.put_atomic(f"{self._base}/refs/{name}/{stamp}-{run_id}.json", json.dumps(payload).encode())
-
-    # ------------------------------------------------------------------ small documents (watcher state, teachers)
-
-    def put_document(self, relpath: str, value: Any) -> str:
-        """A JSON document at ``<root>/<relpath>`` (written atomically); returns its URI."""
-        self.put_atomic(f"{self._base}/{relpath}", json.dumps(value, indent=2, sort_keys=True).encode())
-        return f"{self.root}/{relpath}"
-
-    def get_document(self, relpath: str, default: Any = None) -> Any:
-        try:
-            return json.loads(self.cat(f"{self._base}/{relpath}"))
-        except FileNotFoundError:
-            return default
-
-    def list_documents(self, prefix: str) -> dict[str, bytes]:
-        """Relative path -> bytes of every ``*.json`` under ``<root>/<prefix>/``."""
-        found = sorted(self.fs.glob(f"{self._base}/{prefix.strip('/')}/*.json"))
-        return {p[len(self._base) + 1 :]: self.cat(p) for p in found}
-
-    def ref_history(self, name: str) -> list[dict[str, Any]]:
-        paths = sorted(self.fs.glob(f"{self._base}/refs/{name}/*.json"))
-        return [json.loads(self.cat(p)) for p in paths]
 
 
 def physical_name(name: str, digest: str) -> str:

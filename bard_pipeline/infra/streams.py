@@ -6,6 +6,9 @@ upload (a single PUT is refused above 5 GB), one part per chunk; the object appe
 completes, and a failed write aborts it, so a reader never sees part of a file. Locally a file is written
 to a temporary name and renamed into place.
 
+On S3 a request that fails for a moment (throttling, a 5xx, a connection cut, a stall) is retried; each retry is
+logged at WARNING and counted (``s3retry.py``), and a writer's count lands in its manifest (``Manifest.io``).
+
 Parquet is parsed from Arrow-owned memory, never from a Python file object: pyarrow's dataset reader may
 release its last reference to such an object (``io.BytesIO``, an fsspec file) on one of Arrow's own threads
 after the interpreter began to exit; that thread then needs the GIL, Python ends it with ``pthread_exit``
@@ -16,9 +19,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import uuid
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, Self
@@ -54,6 +61,58 @@ class Writable(Protocol):
 
 class DigestMismatchError(IOError):
     """The bytes streamed differ from the sha256 they were announced with (the source changed meanwhile)."""
+
+
+class StoreIOError(OSError):
+    """A store request that kept failing through its retries; the message names the file. A write that raises it
+    left nothing behind (its upload was aborted)."""
+
+
+@dataclass(eq=False)  # one tally is one writer's: compared by identity
+class IoTally:
+    """S3 requests made, and retried, while it was tracked: an artifact's writing (``Manifest.io``)."""
+
+    requests: int = 0
+    retries: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, requests: int = 0, retries: int = 0) -> None:
+        with self._lock:
+            self.requests += requests
+            self.retries += retries
+
+    def as_dict(self) -> dict[str, int]:
+        with self._lock:
+            return {"requests": self.requests, "retries": self.retries}
+
+
+PROCESS_IO = IoTally()
+"""This process's store requests and retries, all writers together."""
+_TRACKED: ContextVar[tuple[weakref.ref[IoTally], ...]] = ContextVar("bard_store_io", default=())
+
+
+def track_io(tally: IoTally) -> None:
+    """Count the store requests of this context into ``tally`` until ``untrack_io`` (or until it is garbage: a
+    writer that failed before its commit). The hooks that count run on fsspec's event-loop thread, in the copy of
+    the caller's context that each of its coroutines gets."""
+    _TRACKED.set((*(r for r in _TRACKED.get() if r() is not None), weakref.ref(tally)))
+
+
+def untrack_io(tally: IoTally) -> None:
+    _TRACKED.set(tuple(r for r in _TRACKED.get() if (t := r()) is not None and t is not tally))
+
+
+def count_io(requests: int = 0, retries: int = 0) -> None:
+    PROCESS_IO.add(requests, retries)
+    for ref in _TRACKED.get():
+        if (tally := ref()) is not None:
+            tally.add(requests, retries)
+
+
+def note_retry(operation: str, key: str, cause: str, attempt: int) -> None:
+    """A retry, logged at WARNING (the key and the error only, never a request's headers) and counted."""
+    logging.getLogger(__name__).warning("store: %s %s failed (%s); retry, attempt %d", operation, key, cause, attempt)
+    count_io(retries=1)
 
 
 def check_chunk_bytes(chunk_bytes: int, s3: bool) -> int:
@@ -109,8 +168,17 @@ def atomic_sink(fs: Any, path: str, *, s3: bool, chunk_bytes: int) -> Iterator[W
     if s3:
         handle = fs.open(path, "wb", block_size=chunk_bytes)
         try:
-            yield handle
+            yield _S3Sink(handle, path)
+        except BaseException:
+            _discard(handle)
+            raise
+        try:
             handle.close()  # completes the multipart upload (one PUT below a chunk): the object appears
+        except Exception as exc:
+            if _completed_anyway(fs, handle, exc):
+                return
+            _discard(handle)
+            raise _write_error(path, exc) from exc
         except BaseException:
             _discard(handle)
             raise
@@ -125,6 +193,52 @@ def atomic_sink(fs: Any, path: str, *, s3: bool, chunk_bytes: int) -> Iterator[W
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+class _S3Sink:
+    """An upload's ``write`` (which sends a part once a chunk is buffered), its failures naming the file."""
+
+    def __init__(self, handle: Any, path: str) -> None:
+        self.handle, self.path = handle, path
+
+    def write(self, data: Any, /) -> int | None:
+        try:
+            written: int | None = self.handle.write(data)
+        except Exception as exc:
+            raise _write_error(self.path, exc) from exc
+        return written
+
+
+def _write_error(path: str, exc: Exception) -> Exception:
+    if isinstance(exc, (StoreIOError, DigestMismatchError)):
+        return exc
+    return StoreIOError(
+        f"could not write s3://{path}: {type(exc).__name__}: {exc} (each request was retried; see the store's "
+        "warnings); the upload was aborted, nothing was written there"
+    )
+
+
+def _completed_anyway(fs: Any, handle: Any, exc: Exception) -> bool:
+    """Whether a multipart completion that failed was in fact done: S3 completed it, the answer was lost (the
+    connection cut), and the retry found the upload gone (NoSuchUpload). The object is then in place, whole,
+    when its ETag is the one of the parts uploaded (md5 of their md5s, "-" part count)."""
+    parts = getattr(handle, "parts", None) or []
+    if not getattr(handle, "mpu", None) or not parts or not isinstance(exc, FileNotFoundError):
+        return False
+    joined = b"".join(bytes.fromhex(str(p["ETag"]).strip('"')) for p in parts)
+    expected = f"{hashlib.md5(joined, usedforsecurity=False).hexdigest()}-{len(parts)}"
+    try:
+        fs.invalidate_cache(handle.path)
+        found = str(fs.info(handle.path).get("ETag", "")).strip('"')
+    except Exception:  # the completion's own error is the one to report
+        return False
+    if found != expected:
+        return False
+    logging.getLogger(__name__).warning(
+        "store: the completion of the upload of s3://%s lost its answer and its retry found the upload done (%s); "
+        "the object is in place, whole (ETag %s)", handle.path, exc, found
+    )  # fmt: skip
+    return True
 
 
 def _discard(handle: Any) -> None:

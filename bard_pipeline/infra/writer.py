@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 
 from bard_core.manifest import MANIFEST_NAME, FileEntry, Manifest
 from bard_pipeline.infra.store import ArtifactRef, physical_name, sha256_bytes, table_to_parquet, utc_now
-from bard_pipeline.infra.streams import file_digest, read_buffer
+from bard_pipeline.infra.streams import IoTally, file_digest, read_buffer, track_io, untrack_io
 
 if TYPE_CHECKING:
     from bard_pipeline.infra.store import ArtifactStore
@@ -75,6 +75,7 @@ def code_version() -> dict[str, str]:
 
 USAGE_KEY = b"bard_usage"
 BACKEND_KEY = b"bard_backend"
+LAYOUT_KEY = b"bard_shard_layout"
 
 
 def table_name(name: str) -> str:
@@ -84,7 +85,10 @@ def table_name(name: str) -> str:
 
 
 class ArtifactWriter:
-    """Collects an artifact's files; ``commit`` writes the manifest, after which the artifact exists."""
+    """Collects an artifact's files; ``commit`` writes the manifest, after which the artifact exists.
+
+    From its creation to its commit, the store requests made in its context (the stage's reads of its inputs,
+    its writes) are counted, and retries among them: the manifest's ``io``."""
 
     def __init__(self, store: ArtifactStore, ref: ArtifactRef) -> None:
         self.store = store
@@ -94,6 +98,8 @@ class ArtifactWriter:
         self.resumed_backends: set[str] = set()
         self._t0 = time.perf_counter()
         self._cpu0 = time.process_time()
+        self.io = IoTally()
+        track_io(self.io)
 
     def write_bytes(self, name: str, data: bytes, rows: int | None = None) -> FileEntry:
         digest = sha256_bytes(data)
@@ -123,12 +129,19 @@ class ArtifactWriter:
             self.write_file(f"{prefix}/{path.relative_to(local_dir).as_posix()}", path)
 
     def write_shard(
-        self, table_name: str, index: int, table: pa.Table, usage: dict[str, float] | None = None, backend: str = ""
+        self,
+        table_name: str,
+        index: int,
+        table: pa.Table,
+        usage: dict[str, float] | None = None,
+        backend: str = "",
+        layout: str = "",
     ) -> FileEntry:
         """One shard; its engine usage and backend ride in the Parquet metadata, so a resumed stage still
-        accounts for them."""
-        if usage or backend:
-            extra = {USAGE_KEY: json.dumps(usage or {}), BACKEND_KEY: backend}
+        accounts for them, and so does its ``layout`` (which input rows shard ``index`` covers: see
+        ``resume_shards``)."""
+        if usage or backend or layout:
+            extra = {USAGE_KEY: json.dumps(usage or {}), BACKEND_KEY: backend, LAYOUT_KEY: layout}
             table = table.replace_schema_metadata({**(table.schema.metadata or {}), **extra})
         return self.write_table(f"shards/{table_name}-{index:05d}", table)
 
@@ -140,8 +153,12 @@ class ArtifactWriter:
         tables = [self.store.read_parquet(self.ref, e) for e in entries]
         return pa.concat_tables([t.replace_schema_metadata(None) for t in tables]) if tables else schema.empty_table()
 
-    def resume_shards(self, table_name: str) -> dict[int, FileEntry]:
-        """Shards an earlier, interrupted writer left behind: verified, adopted, returned by index."""
+    def resume_shards(self, table_name: str, layout: str = "") -> dict[int, FileEntry]:
+        """Shards an earlier, interrupted writer left behind: verified, adopted, returned by index.
+
+        Only shards written with the same ``layout`` are adopted: shard sizes are execution-only (they change no
+        fingerprint), so an attempt with other sizes left shards whose index covers other input rows; adopting
+        those lost some rows and duplicated others."""
         found: dict[int, FileEntry] = {}
         for table, index, path in self.store.shard_files(self.ref):
             if table != table_name or index in found:
@@ -155,6 +172,8 @@ class ArtifactWriter:
             parquet = pq.ParquetFile(pa.BufferReader(data))  # Arrow memory, not a Python file (streams.py)
             num_rows = parquet.metadata.num_rows
             metadata = parquet.schema_arrow.metadata or {}
+            if metadata.get(LAYOUT_KEY, b"").decode() != layout:
+                continue  # another shard size: redo it
             if metadata.get(BACKEND_KEY):
                 self.resumed_backends.add(metadata[BACKEND_KEY].decode())
             usage = json.loads(metadata.get(USAGE_KEY, b"{}"))
@@ -177,6 +196,20 @@ class ArtifactWriter:
         timings: dict[str, float] | None = None,
     ) -> Manifest:
         """Write the manifest (the commit marker). If another writer committed first, keep theirs."""
+        try:
+            return self._commit(inputs, config, prompts, stats, usage, timings)
+        finally:
+            untrack_io(self.io)
+
+    def _commit(
+        self,
+        inputs: dict[str, str],
+        config: dict[str, Any],
+        prompts: dict[str, str],
+        stats: dict[str, Any] | None,
+        usage: dict[str, float] | None,
+        timings: dict[str, float] | None,
+    ) -> Manifest:
         if self.store.exists(self.ref):
             return self.store.manifest(self.ref)
         rows: dict[str, int] = {}
@@ -201,6 +234,7 @@ class ArtifactWriter:
             },
             usage=usage or {},
             stats=stats or {},
+            io=self.io.as_dict(),  # up to here: the manifest's own PUT is not in it (its retries are logged)
         )
         self.store.put_atomic(self.store.path(self.ref, MANIFEST_NAME), manifest.model_dump_json(indent=2).encode())
         return manifest

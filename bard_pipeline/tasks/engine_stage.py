@@ -74,7 +74,8 @@ def run_engine_stage(
         return _accounting({}, {}, setup.resources, 0, 0), "none (no input)"
     count = math.ceil(inputs.num_rows / shard_rows)
     shards = {i: inputs.slice(i * shard_rows, shard_rows) for i in range(count)}
-    resumed = writer.resume_shards(table_name)
+    layout = f"{shard_rows} of {inputs.num_rows} rows per shard"  # which rows shard i covers
+    resumed = writer.resume_shards(table_name, layout)
     todo = {i: table for i, table in shards.items() if i not in resumed}
     if resumed:
         log.info("%s: %d of %d shards reused from an interrupted attempt", writer.ref.stage, len(resumed), count)
@@ -82,7 +83,7 @@ def run_engine_stage(
 
     def on_shard(index: int, table: pa.Table, usage: dict[str, float], backend: str) -> None:
         nonlocal written
-        writer.write_shard(table_name, index, conform(table), usage, backend)
+        writer.write_shard(table_name, index, conform(table), usage, backend, layout)
         written += 1
         maybe_fail(writer.ref.stage, shards_done=written)
 

@@ -101,6 +101,16 @@ def test_a_killed_writer_leaves_no_manifest_and_its_shards_are_resumed(tmp_path:
     assert sorted(ArtifactWriter(store, REF).resume_shards("traces")) == [0]
 
 
+def test_shards_of_another_shard_size_are_not_adopted(tmp_path: Path) -> None:
+    """Shard sizes change no fingerprint: an interrupted attempt with 10-row shards must not hand its shard 0
+    to a rerun with 40-row shards (the chaos campaign lost 30 rows a shard that way)."""
+    store = ArtifactStore(f"file://{tmp_path}/store")
+    writer = ArtifactWriter(store, REF)
+    writer.write_shard("traces", 0, pa.table({"y": list(range(10))}), layout="10 of 154 rows per shard")
+    assert ArtifactWriter(store, REF).resume_shards("traces", "40 of 154 rows per shard") == {}
+    assert sorted(ArtifactWriter(store, REF).resume_shards("traces", "10 of 154 rows per shard")) == [0]
+
+
 def _racing_writer(root: str, value: int, barrier) -> None:  # type: ignore[no-untyped-def]
     barrier.wait()
     for _ in range(5):  # many writes, so the two writers interleave
