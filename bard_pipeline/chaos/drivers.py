@@ -112,15 +112,21 @@ def _resumed(store: ArtifactStore, stage: str, rerun_log: str) -> str:
 
 
 def killed_driver(
-    clean: CleanRun, stage: str, workdir: Path, rng: random.Random, trigger: str | None = None
+    clean: CleanRun,
+    stage: str,
+    workdir: Path,
+    rng: random.Random,
+    trigger: str | None = None,
+    extra: Sequence[str] = (),
 ) -> TrialResult:
-    """SIGKILL ``bard run`` at a random point of ``stage`` (after ``trigger``, a key of ``TRIGGERS``, if given),
-    rerun, and compare with the clean run; no process or scratch of the killed driver may be left."""
+    """SIGKILL ``bard run`` at a random point of ``stage`` (at once after ``trigger``, a key of ``TRIGGERS``, if
+    given), rerun, and compare with the clean run; no process or scratch of the killed driver may be left.
+    ``extra``: execution-only overrides of both runs (smaller shards, so that a kill lands between them)."""
     store_dir = workdir / "store"
     seed_store(clean, store_dir, stage)
-    first = clean.launch(store_dir, workdir / "killed.log")
+    first = clean.launch(store_dir, workdir / "killed.log", extra)
     proc = first.start()
-    delay_s = rng.uniform(0.0, 1.0) if trigger else rng.uniform(0.0, 0.9 * clean.stage_s.get(stage, 5.0))
+    delay_s = rng.uniform(0.0, 0.2) if trigger else rng.uniform(0.0, 0.9 * clean.stage_s.get(stage, 5.0))
     try:
         wait_for(proc, first.log, f"{stage}: building")
         if trigger:
@@ -132,7 +138,7 @@ def killed_driver(
         return TrialResult("killed driver", False, detail=f"{stage}: the run ended before the kill at {delay_s:.1f} s")
     orphans, driver_pid = sigkill(proc), proc.pid
     t_fault = time.monotonic()
-    rerun = clean.launch(store_dir, workdir / "rerun.log")
+    rerun = clean.launch(store_dir, workdir / "rerun.log", extra)
     code = rerun.run()
     recovery_s = time.monotonic() - t_fault
     where = f"{stage} +{delay_s:.1f} s" + (f" after a {trigger}" if trigger else "")
