@@ -22,6 +22,7 @@ from bard_pipeline.chaos.rows import RunRows, run_rows
 from bard_pipeline.infra.store import ArtifactRef, ArtifactStore
 
 RUN_TIMEOUT_S = 1800.0
+NOT_INHERITED = frozenset({"PREFECT_API_URL", "RAY_ADDRESS", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"})
 
 
 class TrialError(RuntimeError):
@@ -47,8 +48,9 @@ class Launch:
     def start(self) -> subprocess.Popen[bytes]:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         handle = self.log.open("ab")
-        # Its own ephemeral Prefect server, as `bard run` on a laptop, unless the trial's env names an API.
-        inherited = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+        # Its own ephemeral Prefect server, as `bard run` on a laptop, unless the trial's env names an API; and
+        # none of the settings this process's own Ray runtime may have put in its environment.
+        inherited = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
         env = {**inherited, **(self.env or {}), "PYTHONUNBUFFERED": "1", "COLUMNS": "160"}
         # A session of its own: the trial kills the driver alone, as a crash would, never the campaign.
         return subprocess.Popen(self.argv(), stdout=handle, stderr=subprocess.STDOUT, env=env,

@@ -19,12 +19,18 @@ from bard_pipeline.infra import progress
 from bard_pipeline.infra.reaper import system_tmp
 
 log = logging.getLogger(__name__)
+LOOPBACK = ("127.0.0.1", "localhost")
 
 
 def init_options(cfg: RayConfig, loud: bool) -> dict[str, Any]:
     """The ``ray.init`` arguments for this config; ``loud`` streams every worker's output to the terminal."""
     if cfg.address:
-        return {"address": cfg.address, "log_to_driver": loud}
+        options: dict[str, Any] = {"address": cfg.address, "log_to_driver": loud}
+        if on_loopback(cfg.address):
+            # Joining a cluster on this host's loopback: without this the driver advertises the host's public
+            # address, where the cluster's nodes do not listen (the GCS connection then retries forever).
+            options["_node_ip_address"] = "127.0.0.1"
+        return options
     temp_dir = Path(cfg.temp_dir or system_tmp() / "bard-ray").resolve()  # outlives the run: its logs
     return {
         "num_cpus": cfg.num_cpus,
@@ -36,6 +42,11 @@ def init_options(cfg: RayConfig, loud: bool) -> dict[str, Any]:
     }
 
 
+def on_loopback(address: str) -> bool:
+    """Whether a Ray address (``[ray://]host:port``) is on this host's loopback."""
+    return address.split("://")[-1].rsplit(":", 1)[0] in LOOPBACK
+
+
 class RaySession:
     """Joins the configured cluster, or starts a private local runtime, on first ``ensure()``."""
 
@@ -44,6 +55,10 @@ class RaySession:
         self._started_here = False
 
     def ensure(self) -> None:
+        if self.cfg.address and on_loopback(self.cfg.address):
+            # Ray turns a loopback address into the host's public one (where a loopback cluster does not
+            # listen) unless this is set, and reads it once, when it is first imported.
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         import ray
 
         if ray.is_initialized():

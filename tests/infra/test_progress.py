@@ -87,3 +87,12 @@ def test_verbose_switch_decides_what_ray_streams(monkeypatch: pytest.MonkeyPatch
     assert init_options(local, loud=True)["log_to_driver"] is True
     assert init_options(cluster, loud=False) == {"address": "auto", "log_to_driver": False}
     assert init_options(cluster, loud=True)["log_to_driver"] is True
+
+
+def test_a_cluster_on_loopback_is_joined_from_loopback() -> None:
+    """Without `_node_ip_address` the driver advertised the host's public address to a cluster listening on
+    127.0.0.1 only, and the GCS connection retried forever (found by the chaos campaign's lost-node trial)."""
+    joined = init_options(RayConfig(address="127.0.0.1:6380"), loud=False)
+    assert joined["_node_ip_address"] == "127.0.0.1"
+    assert "_node_ip_address" not in init_options(RayConfig(address="10.0.0.5:6380"), loud=False)
+    assert "_node_ip_address" not in init_options(RayConfig(address="auto"), loud=False)
