@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -33,9 +34,11 @@ from bard_pipeline.chaos.campaign import Fault, Plan, run_campaign  # noqa: E402
 from bard_pipeline.chaos.cluster import NodeTarget  # noqa: E402
 from bard_pipeline.chaos.drivers import CleanRun  # noqa: E402
 from bard_pipeline.chaos.report import TrialResult, render  # noqa: E402
+from bard_pipeline.chaos.server import StackTarget  # noqa: E402
+from bard_pipeline.flows.stack_cli import start_server  # noqa: E402
 
-DEFAULT_TRIALS = {Fault.KILLED_DRIVER: 20, Fault.LOST_NODE: 2, Fault.CONCURRENT_RUNS: 2, Fault.FULL_DISK: 2,
-                  Fault.CORRUPTION: 2}  # fmt: skip
+DEFAULT_TRIALS = {Fault.KILLED_DRIVER: 20, Fault.LOST_NODE: 2, Fault.FLAKY_S3: 2, Fault.CONCURRENT_RUNS: 2,
+                  Fault.SERVER_RESTART: 2, Fault.FULL_DISK: 2, Fault.CORRUPTION: 2, Fault.BAD_INPUT: 1}  # fmt: skip
 
 
 @contextmanager
@@ -46,6 +49,47 @@ def two_nodes(root: Path) -> Iterator[NodeTarget]:
     os.environ["RAY_AUTH_MODE"] = "disabled"  # the cluster runs without token auth; so do the runs joining it
     with two_node_cluster(root) as cluster:
         yield NodeTarget(cluster.gcs_address, cluster.kill_worker_node, cluster.actors_on_worker)
+
+
+@contextmanager
+def s3_server(root: Path) -> Iterator[tuple[str, str]]:
+    """moto's S3 server on 127.0.0.1 with a bucket (any credentials: set, unless the environment has some)."""
+    import boto3
+
+    from bard_pipeline.infra.stack import Stack, free_port
+
+    for key, value in (("AWS_ACCESS_KEY_ID", "chaos"), ("AWS_SECRET_ACCESS_KEY", "chaos-secret"),
+                       ("AWS_DEFAULT_REGION", "us-east-1")):  # fmt: skip
+        os.environ.setdefault(key, value)
+    port, stack = free_port(), Stack(root)
+    endpoint = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+    try:
+        stack.start("s3", command, dict(os.environ), port, f"{endpoint}/moto-api/")
+        boto3.client("s3", endpoint_url=endpoint).create_bucket(Bucket="bard-chaos")
+        yield endpoint, "bard-chaos"
+    finally:
+        stack.stop()
+
+
+@contextmanager
+def local_stack(root: Path, recipe: str) -> Iterator[StackTarget]:
+    """`bard up --s3` (a Prefect server with its UI, the deployments' serve process, S3), `bard down` at the end."""
+    from bard_pipeline.infra.stack import free_port
+    from bard_pipeline.infra.store import ArtifactStore
+
+    port, s3_port, state = free_port(), free_port(), root / "stack"
+    bard = [sys.executable, "-m", "bard_pipeline.flows.cli"]
+    up = [*bard, "up", "--state-dir", str(state), "--port", str(port), "--s3", "--s3-port", str(s3_port),
+          "--recipe", recipe, "--watch-cron", ""]  # fmt: skip
+    s3 = f"http://127.0.0.1:{s3_port}"
+    try:
+        subprocess.run(up, check=True, capture_output=True, timeout=600)
+        yield StackTarget(f"http://127.0.0.1:{port}/api", state,
+                          lambda prefix: [f"store.root=s3://bard/{prefix}", f"store.endpoint_url={s3}"],
+                          lambda prefix: ArtifactStore(f"s3://bard/{prefix}", s3))  # fmt: skip
+    finally:
+        subprocess.run([*bard, "down", "--state-dir", str(state)], capture_output=True, timeout=120)
 
 
 def main() -> None:
@@ -77,7 +121,8 @@ def main() -> None:
 
     results: list[TrialResult] = []
     for fault in faults:
-        plan = Plan(trials=args.trials or DEFAULT_TRIALS[fault], seed=args.seed, cluster=two_nodes)
+        plan = Plan(trials=args.trials or DEFAULT_TRIALS[fault], seed=args.seed, cluster=two_nodes, s3=s3_server,
+                    stack=lambda root: local_stack(root, clean.recipe), restart=start_server)  # fmt: skip
         results += run_campaign(clean, [fault], workdir, plan, show)
     print(render(results))
     print(f"chaos: {time.monotonic() - t0:.0f} s in all", file=sys.stderr)

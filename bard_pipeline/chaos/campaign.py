@@ -14,18 +14,26 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 
+from bard_pipeline.chaos.bad_input import trials as bad_input_trials
 from bard_pipeline.chaos.cluster import NodeTarget, lost_node
 from bard_pipeline.chaos.drivers import KILL_STAGES, CleanRun, concurrent_runs, killed_driver
+from bard_pipeline.chaos.flaky import flaky_s3
 from bard_pipeline.chaos.report import TrialResult
+from bard_pipeline.chaos.s3proxy import FaultPlan
+from bard_pipeline.chaos.server import StackTarget, server_restart
 from bard_pipeline.chaos.storage import corruption, full_disk
+from bard_pipeline.infra.stack import Stack
 
 
 class Fault(enum.StrEnum):
     KILLED_DRIVER = "killed-driver"
     LOST_NODE = "lost-node"
+    FLAKY_S3 = "flaky-s3"
     CONCURRENT_RUNS = "concurrent-runs"
     FULL_DISK = "full-disk"
     CORRUPTION = "corruption"
+    SERVER_RESTART = "server-restart"
+    BAD_INPUT = "bad-input"
 
 
 @dataclass(frozen=True)
@@ -40,15 +48,26 @@ class Plan:
     node_stages: tuple[str, ...] = ("sample", "sft")
     # A fresh multi-node cluster per lost-node trial (the caller's: e.g. tests/support/ray_cluster.py).
     cluster: Callable[[Path], AbstractContextManager[NodeTarget]] | None = None
+    # A real S3 API with a bucket, as (endpoint, bucket), per flaky-S3 trial.
+    s3: Callable[[Path], AbstractContextManager[tuple[str, str]]] | None = None
+    # A running `bard up` stack, and how to start its Prefect server again (flows.stack_cli.start_server).
+    stack: Callable[[Path], AbstractContextManager[StackTarget]] | None = None
+    restart: Callable[[Stack, int], None] | None = None
+    bad_input_examples: int = 300  # generated cases per generator
+    s3_fault_rate: float = 0.15
 
 
+KILL_AFTER = {"sft": "checkpoint", "rl": "checkpoint"}  # what a resumable attempt leaves, per stage
 Runner = Callable[[CleanRun, Path, Plan, random.Random], Iterator[TrialResult]]
 
 
 def _killed(clean: CleanRun, workdir: Path, plan: Plan, rng: random.Random) -> Iterator[TrialResult]:
     for i in range(plan.trials):
         stage = plan.kill_stages[i % len(plan.kill_stages)]
-        yield killed_driver(clean, stage, workdir / f"{i:02d}-{stage}", rng)
+        # Every other round waits for finished work first (a shard, a checkpoint), so reruns resume as well as
+        # start over.
+        after = None if (i // len(plan.kill_stages)) % 2 == 0 else KILL_AFTER.get(stage, "shard")
+        yield killed_driver(clean, stage, workdir / f"{i:02d}-{stage}", rng, after)
 
 
 def _lost_node(clean: CleanRun, workdir: Path, plan: Plan, rng: random.Random) -> Iterator[TrialResult]:
@@ -59,6 +78,28 @@ def _lost_node(clean: CleanRun, workdir: Path, plan: Plan, rng: random.Random) -
         trial_dir = workdir / f"{i:02d}-{stage}"
         with plan.cluster(trial_dir / "cluster") as target:
             yield lost_node(clean, stage, trial_dir, target, rng, trigger="shard" if stage != "sft" else "checkpoint")
+
+
+def _flaky(clean: CleanRun, workdir: Path, plan: Plan, rng: random.Random) -> Iterator[TrialResult]:
+    if plan.s3 is None:
+        raise ValueError("the flaky-S3 fault needs Plan.s3: a way to start an S3 server")
+    for i in range(plan.trials):
+        with plan.s3(workdir / f"{i:02d}" / "s3") as (endpoint, bucket):
+            faults = FaultPlan(rate=plan.s3_fault_rate, stall_s=1.0, seed=plan.seed + i)
+            yield flaky_s3(clean, workdir / f"{i:02d}", endpoint, bucket, faults)
+
+
+def _server(clean: CleanRun, workdir: Path, plan: Plan, rng: random.Random) -> Iterator[TrialResult]:
+    if plan.stack is None or plan.restart is None:
+        raise ValueError("the server-restart fault needs Plan.stack and Plan.restart: a `bard up` stack")
+    with plan.stack(workdir) as target:
+        for _ in range(plan.trials):
+            yield server_restart(clean, target, plan.restart)
+
+
+def _bad_input(clean: CleanRun, workdir: Path, plan: Plan, rng: random.Random) -> Iterator[TrialResult]:
+    for _ in range(plan.trials):
+        yield from bad_input_trials(plan.bad_input_examples, seed=rng.randrange(2**31))
 
 
 def _concurrent(clean: CleanRun, workdir: Path, plan: Plan, rng: random.Random) -> Iterator[TrialResult]:
@@ -81,9 +122,12 @@ def _corruption(clean: CleanRun, workdir: Path, plan: Plan, rng: random.Random) 
 RUNNERS: dict[Fault, Runner] = {
     Fault.KILLED_DRIVER: _killed,
     Fault.LOST_NODE: _lost_node,
+    Fault.FLAKY_S3: _flaky,
     Fault.CONCURRENT_RUNS: _concurrent,
     Fault.FULL_DISK: _full_disk,
     Fault.CORRUPTION: _corruption,
+    Fault.SERVER_RESTART: _server,
+    Fault.BAD_INPUT: _bad_input,
 }
 
 

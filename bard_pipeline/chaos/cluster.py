@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bard_pipeline.chaos.drivers import TRIGGERS, CleanRun, seed_store, wait_glob
 from bard_pipeline.chaos.harness import TrialError, completed_rows, wait_for
@@ -37,6 +38,16 @@ class NodeTarget:
     overrides: Sequence[str] = FIT_OVERRIDES
 
 
+def _wait_for_victims(proc: Any, target: NodeTarget, timeout_s: float = 120.0) -> int:
+    """Until one of the run's actors is on the worker node (Ray places them as it sees fit); the count."""
+    deadline = time.monotonic() + timeout_s
+    while (victims := target.actors_on_worker()) == 0:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise TrialError("no actor of the run was placed on the worker node: nothing to lose there")
+        time.sleep(0.2)
+    return victims
+
+
 def lost_node(
     clean: CleanRun, stage: str, workdir: Path, target: NodeTarget, rng: random.Random, trigger: str | None = None
 ) -> TrialResult:
@@ -49,10 +60,10 @@ def lost_node(
         wait_for(proc, first.log, f"{stage}: building")
         if trigger:
             wait_glob(proc, store_dir, TRIGGERS[trigger].format(stage=stage))
-        time.sleep(rng.uniform(0.5, 2.0))
+        time.sleep(rng.uniform(0.0, 1.0))
+        victims = _wait_for_victims(proc, target)
     except TrialError as exc:
         return TrialResult("lost node", False, detail=f"{stage}: {exc}")
-    victims = target.actors_on_worker()
     target.kill_worker()
     t_fault = time.monotonic()
     code = proc.wait()
