@@ -3,8 +3,10 @@
 Requests that are not faulted are answered by a canned completion, or proxied to a real upstream server
 (e.g. `vllm serve`) when one is given. The canned completion comes in one of two shapes: ``inline`` (the
 think block inside ``content``, as a plain chat model writes it) or ``deepseek`` (DeepSeek's reasoner API:
-the chain of thought in ``message.reasoning_content``, the answer alone in ``content``). It runs in a thread
-on 127.0.0.1, counts what it saw and keeps the request bodies it received.
+the chain of thought in ``message.reasoning_content``, the answer alone in ``content``). With ``require_key``
+set, a request whose ``Authorization: Bearer`` differs gets a 401 with OpenAI's ``invalid_api_key`` body,
+quoting the key it was sent in full (as some proxies do: the worst case for a client that records error
+bodies). It runs in a thread on 127.0.0.1, counts what it saw and keeps the request bodies it received.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class FaultPlan:
     upstream: str | None = None
     shape: Literal["inline", "deepseek"] = "inline"
     seed: int = 0
+    require_key: str | None = None  # 401 (OpenAI's invalid_api_key body) unless the bearer is this key
     bodies: list[dict[str, Any]] = field(default_factory=list)  # every request body received, in order
     statuses: Counter[int] = field(default_factory=Counter)
     calls: int = 0
@@ -54,9 +57,23 @@ def build_app(plan: FaultPlan) -> FastAPI:
         plan.statuses[status] += 1
         return JSONResponse(body, status_code=status, headers=headers)
 
+    def unauthorized(request: Request) -> JSONResponse | None:
+        if plan.require_key is None:
+            return None
+        presented = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        if presented == plan.require_key:
+            return None
+        message = (
+            f"Incorrect API key provided: {presented or '(none)'}. You can find your API key at "
+            "https://platform.openai.com/account/api-keys."
+        )
+        error = {"message": message, "type": "invalid_request_error", "param": None, "code": "invalid_api_key"}
+        return answer(401, {"error": error})
+
     @app.get("/v1/models")
-    async def models() -> dict[str, Any]:
-        return {"object": "list", "data": [{"id": "fault-model", "object": "model"}]}
+    async def models(request: Request) -> Any:
+        denied = unauthorized(request)
+        return denied if denied is not None else {"object": "list", "data": [{"id": "fault-model", "object": "model"}]}
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> JSONResponse:
@@ -68,6 +85,8 @@ def build_app(plan: FaultPlan) -> FastAPI:
             plan.max_in_flight = max(plan.max_in_flight, plan._in_flight)
             roll = rng.random()
         try:
+            if (denied := unauthorized(request)) is not None:
+                return denied
             if roll < plan.rate_429:
                 headers = {"retry-after": str(plan.retry_after_s)} if plan.retry_after_s is not None else None
                 return answer(429, {"error": {"message": "rate limited"}}, headers)

@@ -14,6 +14,9 @@
   recorded as such (never silently dropped).
 - Start-up checks the endpoint once with a short timeout, so an unreachable URL fails fast, naming the
   URL (the API key is never put in a message).
+- A server's error body becomes the row's error (traces, logs, the Prefect UI); servers and proxies may quote
+  the key they were sent in it (a 401's "Incorrect API key provided: ..."), so the engine masks its own key
+  there first.
 """
 
 from __future__ import annotations
@@ -85,7 +88,13 @@ class OpenAIEngine:
         self.backend = f"openai-compatible endpoint {self.base_url}"
         key = os.environ.get(cfg.api_key_env) if cfg.api_key_env else None
         self._headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self._key = key or ""
         self._check_reachable()
+
+    def _masked(self, text: str) -> str:
+        """``text`` (a server's error body) with this engine's API key replaced by a placeholder naming its
+        variable: the text is recorded as the row's error, and some servers quote the key they were sent."""
+        return text.replace(self._key, f"[redacted: ${self.cfg.api_key_env}]") if self._key else text
 
     def _timeout(self) -> httpx.Timeout:
         return httpx.Timeout(self.cfg.timeout_s, connect=self.cfg.connect_timeout_s)
@@ -164,7 +173,7 @@ class OpenAIEngine:
         return failed(request.request_id, ErrorKind.ENGINE, message, attempts=calls)
 
     def _client_error(self, request: GenerationRequest, response: httpx.Response, calls: int) -> GenerationResult:
-        detail = response.text[:300]
+        detail = self._masked(response.text)[:300]  # masked first: a cut could leave part of the key
         if response.status_code in (400, 413) and any(h in detail.lower() for h in _CONTEXT_HINTS):
             return failed(
                 request.request_id,

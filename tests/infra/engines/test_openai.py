@@ -101,3 +101,15 @@ def test_unreachable_endpoint_fails_fast_naming_the_url_not_the_key(monkeypatch:
         OpenAIEngine(_cfg(url, api_key_env="BARD_TEST_KEY"))
     assert time.perf_counter() - t0 < 10
     assert url in str(info.value) and "sk-very-secret" not in str(info.value) + repr(info.value)
+
+
+def test_a_401_that_quotes_the_key_is_recorded_without_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Servers and proxies quote the key they were sent in a 401's body; the engine records that body as the
+    row's error (traces, logs, the Prefect UI), so it masks its own key in it first."""
+    monkeypatch.setenv("BARD_TEST_KEY", "sk-wrong-secret-0123456789")
+    with FaultServer(FaultPlan(require_key="sk-right"), free_port()) as server:
+        [result] = OpenAIEngine(_cfg(server.url, api_key_env="BARD_TEST_KEY")).generate(_requests(1))
+    assert result.error_kind is ErrorKind.ENGINE and result.attempts == 1  # a 401 is not retried
+    assert "HTTP 401" in (result.error or "") and "invalid_api_key" in (result.error or "")
+    assert "sk-wrong-secret-0123456789" not in (result.error or "")
+    assert "[redacted: $BARD_TEST_KEY]" in (result.error or "")
