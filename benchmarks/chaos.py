@@ -38,7 +38,8 @@ from bard_pipeline.chaos.server import StackTarget  # noqa: E402
 from bard_pipeline.flows.stack_cli import start_server  # noqa: E402
 
 DEFAULT_TRIALS = {Fault.KILLED_DRIVER: 20, Fault.LOST_NODE: 2, Fault.FLAKY_S3: 2, Fault.CONCURRENT_RUNS: 2,
-                  Fault.SERVER_RESTART: 2, Fault.FULL_DISK: 2, Fault.CORRUPTION: 2, Fault.BAD_INPUT: 1}  # fmt: skip
+                  Fault.SERVER_RESTART: 2, Fault.FULL_DISK: 2, Fault.CORRUPTION: 2, Fault.SECRETS: 1,
+                  Fault.BAD_INPUT: 1}  # fmt: skip
 
 
 @contextmanager
@@ -92,6 +93,32 @@ def local_stack(root: Path, recipe: str) -> Iterator[StackTarget]:
         subprocess.run([*bard, "down", "--state-dir", str(state)], capture_output=True, timeout=120)
 
 
+def secrets(workdir: Path, recipe: str) -> TrialResult:
+    """The secrets trial (bard_pipeline/chaos/secrets.py) with its servers, on a Prefect home of its own (what it
+    scans), the runs in this process against Prefect's ephemeral API."""
+    from moto.server import ThreadedMotoServer
+
+    from bard_pipeline.chaos.secrets import Targets, fake_secrets, in_process, secrets_trial
+    from bard_pipeline.infra.stack import free_port
+    from tests.support.openai_server import FaultPlan, FaultServer
+
+    os.environ["PREFECT_HOME"] = str(workdir / "prefect-home")
+    fakes, port = fake_secrets(), free_port()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    moto.start()
+    try:
+        import boto3
+
+        boto3.client("s3", endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+                     aws_access_key_id="x", aws_secret_access_key="y").create_bucket(Bucket="bard-chaos")  # fmt: skip
+        with FaultServer(FaultPlan(require_key=fakes["OPENAI_API_KEY"]), free_port()) as server:
+            dead = f"http://127.0.0.1:{free_port()}/v1"
+            targets = Targets(f"http://127.0.0.1:{port}", "bard-chaos", server.url, dead)
+            return secrets_trial(workdir, fakes, targets, in_process(recipe)).result
+    finally:
+        moto.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", default=str(REPO / "configs" / "smoke.yaml"))
@@ -122,7 +149,8 @@ def main() -> None:
     results: list[TrialResult] = []
     for fault in faults:
         plan = Plan(trials=args.trials or DEFAULT_TRIALS[fault], seed=args.seed, cluster=two_nodes, s3=s3_server,
-                    stack=lambda root: local_stack(root, clean.recipe), restart=start_server)  # fmt: skip
+                    stack=lambda root: local_stack(root, clean.recipe), restart=start_server,
+                    secrets=lambda root: secrets(root, clean.recipe))  # fmt: skip
         results += run_campaign(clean, [fault], workdir, plan, show)
     print(render(results))
     print(f"chaos: {time.monotonic() - t0:.0f} s in all", file=sys.stderr)

@@ -33,6 +33,7 @@ class Fault(enum.StrEnum):
     FULL_DISK = "full-disk"
     CORRUPTION = "corruption"
     SERVER_RESTART = "server-restart"
+    SECRETS = "secrets"
     BAD_INPUT = "bad-input"
 
 
@@ -53,6 +54,8 @@ class Plan:
     # A running `bard up` stack, and how to start its Prefect server again (flows.stack_cli.start_server).
     stack: Callable[[Path], AbstractContextManager[StackTarget]] | None = None
     restart: Callable[[Stack, int], None] | None = None
+    # The secrets trial with its servers (S3, an OpenAI-compatible server that 401s a wrong key): the caller's.
+    secrets: Callable[[Path], TrialResult] | None = None
     bad_input_examples: int = 300  # generated cases per generator
     s3_fault_rate: float = 0.15
 
@@ -97,6 +100,13 @@ def _server(clean: CleanRun, workdir: Path, plan: Plan, rng: random.Random) -> I
             yield server_restart(clean, target, plan.restart)
 
 
+def _secrets(clean: CleanRun, workdir: Path, plan: Plan, rng: random.Random) -> Iterator[TrialResult]:
+    if plan.secrets is None:
+        raise ValueError("the secrets fault needs Plan.secrets: the trial with its S3 and OpenAI servers")
+    for i in range(plan.trials):
+        yield plan.secrets(workdir / f"{i:02d}")
+
+
 def _bad_input(clean: CleanRun, workdir: Path, plan: Plan, rng: random.Random) -> Iterator[TrialResult]:
     for _ in range(plan.trials):
         yield from bad_input_trials(plan.bad_input_examples, seed=rng.randrange(2**31))
@@ -127,6 +137,7 @@ RUNNERS: dict[Fault, Runner] = {
     Fault.FULL_DISK: _full_disk,
     Fault.CORRUPTION: _corruption,
     Fault.SERVER_RESTART: _server,
+    Fault.SECRETS: _secrets,
     Fault.BAD_INPUT: _bad_input,
 }
 
