@@ -12,6 +12,7 @@ the fingerprints stay the clean run's).
 from __future__ import annotations
 
 import random
+import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,13 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from bard_pipeline.chaos.drivers import TRIGGERS, CleanRun, seed_store, wait_glob
-from bard_pipeline.chaos.harness import TrialError, completed_rows, wait_for
+from bard_pipeline.chaos.harness import TrialError, completed_rows, kill_tree, wait_for
 from bard_pipeline.chaos.report import TrialResult
 from bard_pipeline.chaos.rows import diff
 from bard_pipeline.infra.store import ArtifactStore
 
-# One CPU per training worker: a node of the test cluster has one.
-FIT_OVERRIDES = ("sft.resources.cpus_per_worker=1", "rl.resources.cpus_per_worker=1")
+# One CPU per training worker (a node of the test cluster has one), and per engine replica (so that a stage's
+# two replicas are placed one per node: with half a CPU each, Ray packed both on the head).
+FIT_OVERRIDES = ("sft.resources.cpus_per_worker=1", "rl.resources.cpus_per_worker=1",
+                 "sample.resources.cpus_per_replica=1", "compress.resources.cpus_per_replica=1")  # fmt: skip
+STAGE_TIMEOUT_S = 900.0  # a stage waiting for the lost node's resources forever counts as failed
 
 
 @dataclass(frozen=True)
@@ -38,12 +42,14 @@ class NodeTarget:
     overrides: Sequence[str] = FIT_OVERRIDES
 
 
-def _wait_for_victims(proc: Any, target: NodeTarget, timeout_s: float = 120.0) -> int:
-    """Until one of the run's actors is on the worker node (Ray places them as it sees fit); the count."""
+def _wait_for_victims(proc: Any, log: Path, stage: str, target: NodeTarget, timeout_s: float = 120.0) -> int:
+    """Until one of the run's actors is on the worker node while ``stage`` runs (Ray places them as it sees fit);
+    the count."""
     deadline = time.monotonic() + timeout_s
     while (victims := target.actors_on_worker()) == 0:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise TrialError("no actor of the run was placed on the worker node: nothing to lose there")
+        done = f"{stage}: committed" in log.read_text(encoding="utf-8", errors="replace")
+        if done or proc.poll() is not None or time.monotonic() > deadline:
+            raise TrialError(f"no actor of the run was placed on the worker node during {stage}: nothing to lose")
         time.sleep(0.2)
     return victims
 
@@ -61,12 +67,17 @@ def lost_node(
         if trigger:
             wait_glob(proc, store_dir, TRIGGERS[trigger].format(stage=stage))
         time.sleep(rng.uniform(0.0, 1.0))
-        victims = _wait_for_victims(proc, target)
+        victims = _wait_for_victims(proc, first.log, stage, target)
     except TrialError as exc:
         return TrialResult("lost node", False, detail=f"{stage}: {exc}")
     target.kill_worker()
     t_fault = time.monotonic()
-    code = proc.wait()
+    try:
+        code = proc.wait(timeout=STAGE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        kill_tree(proc.pid)
+        hung = f"{stage}: {victims} actors lost; the run hung on the lost node's resources"
+        return TrialResult("lost node", False, recovery_s=STAGE_TIMEOUT_S, detail=hung)
     how = "finished on the node left"
     if code != 0:
         text = first.log_text()
