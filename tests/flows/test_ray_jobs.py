@@ -123,11 +123,11 @@ def test_the_smoke_stages_run_as_ray_jobs_on_a_two_node_cluster(
     assert nodes == {"head", "worker"}  # the work spread over both nodes
 
 
-def test_a_worker_node_lost_mid_sample_loses_no_rows(cluster: RayCluster, smoke_run: SmokeRun, tmp_path: Path) -> None:
-    """The flow joined to the cluster (`ray.address`); the second node SIGKILLed once the first shard is written.
-    Last in this module: the cluster has one node afterwards."""
+def test_a_worker_node_lost_mid_sft_loses_no_rows(cluster: RayCluster, smoke_run: SmokeRun, tmp_path: Path) -> None:
+    """The flow joined to the cluster (`ray.address`); the second node SIGKILLed while the SFT worker runs there,
+    after a checkpoint. Last in this module: the cluster has one node afterwards."""
     target = NodeTarget(cluster.gcs_address, cluster.kill_worker_node, cluster.actors_on_worker)
-    result = lost_node(clean_run(smoke_run, "materialize"), "sample", tmp_path, target, random.Random(2), "shard")
+    result = lost_node(clean_run(smoke_run, "sft"), "sft", tmp_path, target, random.Random(2), "checkpoint")
     print("lost node:", result)
     assert result.survived, result.detail
     assert (result.rows_lost, result.rows_duplicated) == (0, 0)
