@@ -1,8 +1,9 @@
 """Faults of the store's disk: it fills up mid-stage, or a committed file's bytes change afterwards.
 
 Full disk: the store lives on a small tmpfs (``mount -t tmpfs``: root only; elsewhere the trial is reported as
-not run) holding the clean run's artifacts before ``stage``, filled to within ``headroom_bytes``; the stage
-must fail naming the store and "no space", commit no manifest, and a rerun after space is freed completes.
+not run) holding the clean run's artifacts before ``stage``, filled to within ``headroom_bytes`` as ``stage``
+starts; the stage must fail naming the store and "no space", commit no manifest, and a rerun after space is freed
+completes.
 Corruption: one byte flipped in a committed file; reading it fails naming the file, ``bard artifacts verify``
 finds it, and ``bard artifacts rm`` + a rerun restore the artifact.
 """
@@ -20,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from bard_pipeline.chaos.drivers import CleanRun, seed_store
-from bard_pipeline.chaos.harness import completed_rows, store_scratch
+from bard_pipeline.chaos.harness import RUN_TIMEOUT_S, TrialError, completed_rows, store_scratch, wait_for
 from bard_pipeline.chaos.report import TrialResult
 from bard_pipeline.chaos.rows import diff
 from bard_pipeline.infra.store import ArtifactRef, ArtifactStore, ChecksumMismatchError
@@ -59,7 +60,7 @@ def _tree_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def full_disk(clean: CleanRun, stage: str, workdir: Path, headroom_bytes: int = 64 << 10) -> TrialResult:
+def full_disk(clean: CleanRun, stage: str, workdir: Path, headroom_bytes: int = 4 << 10) -> TrialResult:
     """The store's volume full during ``stage``; the error, nothing committed, and the rerun once freed."""
     volume = workdir / "volume"
     size = _tree_bytes(clean.store_dir) * 2 + (16 << 20)
@@ -67,9 +68,14 @@ def full_disk(clean: CleanRun, stage: str, workdir: Path, headroom_bytes: int = 
         with tmpfs(volume, size):
             store_dir = volume / "store"
             seed_store(clean, store_dir, stage)
-            filler = _fill(volume, headroom_bytes)
             first = clean.launch(store_dir, workdir / "full.log")
-            code = first.run()
+            proc = first.start()
+            try:
+                wait_for(proc, first.log, f"{stage}: building")  # the disk fills as the stage starts writing
+            except TrialError as exc:
+                return TrialResult("full disk", False, detail=f"{stage}: {exc}")
+            filler = _fill(volume, headroom_bytes)
+            code = proc.wait(timeout=RUN_TIMEOUT_S)
             text = first.log_text().lower()
             store = ArtifactStore(f"file://{store_dir}")
             committed = [m.stage for m in store.list() if m.stage == stage]
