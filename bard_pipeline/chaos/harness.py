@@ -22,7 +22,7 @@ from bard_pipeline.chaos.rows import RunRows, run_rows
 from bard_pipeline.infra.store import ArtifactRef, ArtifactStore
 
 RUN_TIMEOUT_S = 1800.0
-NOT_INHERITED = frozenset({"PREFECT_API_URL", "RAY_ADDRESS", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"})
+NOT_INHERITED = frozenset({"PREFECT_API_URL", "RAY_ADDRESS", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "BARD_GUARDED_PID"})
 
 
 class TrialError(RuntimeError):

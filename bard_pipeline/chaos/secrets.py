@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 from bard_core.config import RayConfig
 from bard_pipeline.chaos.report import TrialResult
 from bard_pipeline.infra.ray_runtime import RaySession
+from bard_pipeline.infra.reaper import system_tmp
 
 WRONG_KEY_ENV = "BARD_CHAOS_WRONG_OPENAI_KEY"  # the 401 run's key: a secret too, which the server refuses
 Secrets = Mapping[str, str] | Sequence[str]  # by name (hits name them) or a bare list (hits number them)
@@ -201,7 +202,9 @@ def secrets_trial(workdir: Path, secrets: Mapping[str, str], targets: Targets, r
     Prefect's files and API are scanned. Survived: no hit, the 401s recorded (or fatal), the dead run failed."""
     workdir.mkdir(parents=True, exist_ok=True)
     prefix, t0 = f"chaos-secrets-{system_random.token_hex(4)}", time.monotonic()
-    ray_dir = Path(tempfile.mkdtemp(prefix="bard-chaos-ray-"))  # short: Ray's socket paths have a length limit
+    ray_dir = Path(
+        tempfile.mkdtemp(prefix="bard-chaos-ray-", dir=system_tmp())
+    )  # short: Ray's socket paths have a length limit
     problems = workdir / "problems.jsonl"  # their answer is the fault server's canned \boxed{42}: gold traces
     rows = [{"id": f"p{a}", "problem": f"What is {a} + {42 - a}?", "answer": "42"} for a in range(1, 13)]
     problems.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")

@@ -27,6 +27,7 @@ POLL_S = 0.5
 GRACE_S = 10.0
 SYSTEM_TMP_ENV = "BARD_SYSTEM_TMPDIR"  # the temp folder before guard() pointed TMPDIR at the run's own
 SCRATCH_PREFIX = "bard-run-"
+GUARDED_ENV = "BARD_GUARDED_PID"  # the process guard() watches
 
 
 def system_tmp() -> Path:
@@ -39,9 +40,9 @@ def guard() -> Path:
     """Watch this process (a ``bard run`` driver): point ``TMPDIR`` at a scratch folder of its own and start
     the watcher that cleans up after it. Returns the scratch folder. Calling it again in the same process
     does nothing more."""
-    if os.environ.get(SYSTEM_TMP_ENV):
+    if os.environ.get(GUARDED_ENV) == str(os.getpid()):  # a child inherits the variables, not the guard
         return Path(tempfile.gettempdir())
-    base = Path(tempfile.gettempdir())
+    base = system_tmp()  # a guarded driver's child (a `bard run` started by a test) nests nothing in its scratch
     scratch = Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=base))
     subprocess.Popen(
         [sys.executable, "-m", "bard_pipeline.infra.reaper", str(os.getpid()), str(scratch)],
@@ -52,6 +53,7 @@ def guard() -> Path:
         close_fds=True,
     )
     os.environ[SYSTEM_TMP_ENV] = str(base)
+    os.environ[GUARDED_ENV] = str(os.getpid())
     os.environ["TMPDIR"] = str(scratch)
     tempfile.tempdir = str(scratch)
     return scratch

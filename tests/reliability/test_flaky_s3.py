@@ -183,6 +183,7 @@ def test_a_whole_run_through_a_flaky_s3_completes_verified_with_its_retries_coun
             ref = ArtifactRef.parse(info["artifact"])
             assert store.verify(ref) == [], ref.key
             manifests.append(store.manifest(ref))
+        rows = diff(clean.expected(), run_rows(store, record))  # through the proxy, while it runs
     elapsed = time.monotonic() - started
     counts = proxy.counts()
     retries = sum(m.io.get("retries", 0) for m in manifests)
@@ -190,5 +191,4 @@ def test_a_whole_run_through_a_flaky_s3_completes_verified_with_its_retries_coun
     print(f"flaky run: {elapsed:.0f} s, proxy {counts}, manifests: {requests} requests, {retries} retries")
     assert all(counts[kind] > 0 for kind in FAULT_KINDS), counts
     assert retries > 0
-    rows = diff(clean.expected(), run_rows(store, record))
     assert rows.equal, rows
