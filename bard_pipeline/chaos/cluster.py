@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bard_pipeline.chaos.drivers import TRIGGERS, CleanRun, seed_store, wait_glob
+from bard_pipeline.chaos.drivers import CleanRun, seed_store, wait_until
 from bard_pipeline.chaos.harness import TrialError, completed_rows, kill_tree, wait_for
 from bard_pipeline.chaos.report import TrialResult
 from bard_pipeline.chaos.rows import diff
@@ -65,7 +65,7 @@ def lost_node(
     try:
         wait_for(proc, first.log, f"{stage}: building")
         if trigger:
-            wait_glob(proc, store_dir, TRIGGERS[trigger].format(stage=stage))
+            wait_until(proc, store_dir, stage, trigger)
         time.sleep(rng.uniform(0.0, 1.0))
         victims = _wait_for_victims(proc, first.log, stage, target)
     except TrialError as exc:

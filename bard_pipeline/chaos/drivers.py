@@ -8,11 +8,12 @@ driver is alive, and the store holds no scratch (temp files, training scratch).
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,15 +91,31 @@ def seed_store(clean: CleanRun, target: Path, before: str) -> None:
             shutil.copytree(source, target / stage, dirs_exist_ok=True)
 
 
+def _shard_written(root: Path, stage: str) -> bool:
+    return any(root.glob(f"{stage}/*/shards/*.parquet"))
+
+
+def _checkpoint_registered(root: Path, stage: str) -> bool:
+    """Ray Train has registered a checkpoint: its manager's snapshot names one, so a rerun resumes from it. (A
+    ``checkpoint_*`` folder appears earlier, while it is written; killed then, a rerun rightly starts over.)"""
+    for snapshot in root.glob("_scratch/ray_train/*/checkpoint_manager_snapshot.json"):
+        try:
+            if json.loads(snapshot.read_text()).get("latest_checkpoint_result"):
+                return True
+        except (OSError, ValueError):  # being written
+            continue
+    return False
+
+
 # What a trial can wait for before its kill, beyond the stage's start: a finished shard, a saved checkpoint.
-TRIGGERS = {"shard": "{stage}/*/shards/*.parquet", "checkpoint": "_scratch/ray_train/*/checkpoint_*"}
+TRIGGERS: dict[str, Callable[[Path, str], bool]] = {"shard": _shard_written, "checkpoint": _checkpoint_registered}
 
 
-def wait_glob(proc: subprocess.Popen[bytes], root: Path, pattern: str, timeout_s: float = 600.0) -> None:
+def wait_until(proc: subprocess.Popen[bytes], root: Path, stage: str, trigger: str, timeout_s: float = 600.0) -> None:
     deadline = time.monotonic() + timeout_s
-    while not list(root.glob(pattern)):
+    while not TRIGGERS[trigger](root, stage):
         if proc.poll() is not None or time.monotonic() > deadline:
-            raise TrialError(f"no {pattern} under {root} before the run ended or {timeout_s:.0f} s passed")
+            raise TrialError(f"no {trigger} of {stage} under {root} before the run ended or {timeout_s:.0f} s passed")
         time.sleep(0.1)
 
 
@@ -130,7 +147,7 @@ def killed_driver(
     try:
         wait_for(proc, first.log, f"{stage}: building")
         if trigger:
-            wait_glob(proc, store_dir, TRIGGERS[trigger].format(stage=stage))
+            wait_until(proc, store_dir, stage, trigger)
     except TrialError as exc:
         return TrialResult("killed driver", False, detail=f"{stage}: {exc}")
     time.sleep(delay_s)

@@ -33,24 +33,35 @@ class StackTarget:
     store: Callable[[str], ArtifactStore]
 
 
-async def _api(api: str, work: Callable[[Any], Awaitable[Any]]) -> Any:
+DISTILL = "bard-distill/distill"
+
+
+def call(api: str, work: Callable[[Any], Awaitable[Any]]) -> Any:
+    """``await work(client)`` with a Prefect client of ``api``, from synchronous code."""
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    with temporary_settings({PREFECT_API_URL: api}):
-        async with get_client() as client:
-            return await work(client)
+    async def session() -> Any:
+        with temporary_settings({PREFECT_API_URL: api}):
+            async with get_client() as client:
+                return await work(client)
+
+    return asyncio.run(session())
 
 
-def _trigger(api: str, parameters: Mapping[str, Any]) -> Any:
+def trigger(api: str, parameters: Mapping[str, Any], deployment: str = DISTILL) -> Any:
+    """A run of ``deployment``, as the UI's Run button starts it; its id."""
+
     async def work(client: Any) -> Any:
-        deployment = await client.read_deployment_by_name("bard-distill/distill")
-        return (await client.create_flow_run_from_deployment(deployment.id, parameters=dict(parameters))).id
+        found = await client.read_deployment_by_name(deployment)
+        return (await client.create_flow_run_from_deployment(found.id, parameters=dict(parameters))).id
 
-    return asyncio.run(_api(api, work))
+    return call(api, work)
 
 
-def _final(api: str, run_id: Any, timeout_s: float = 600.0) -> Any:
+def final(api: str, run_id: Any, timeout_s: float = 600.0) -> Any:
+    """The flow run once its state is final."""
+
     async def work(client: Any) -> Any:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -60,16 +71,17 @@ def _final(api: str, run_id: Any, timeout_s: float = 600.0) -> Any:
             await asyncio.sleep(1)
         raise TimeoutError(f"flow run {run_id} did not finish within {timeout_s:.0f} s")
 
-    return asyncio.run(_api(api, work))
+    return call(api, work)
 
 
-def _retry(api: str, run_id: Any) -> None:
+def retry(api: str, run_id: Any) -> None:
+    """What the UI's Retry button does: the run back to scheduled, to rerun from its committed stages."""
     from prefect.states import Scheduled
 
-    async def work(client: Any) -> None:  # what the UI's Retry button does
+    async def work(client: Any) -> None:
         await client.set_flow_run_state(run_id, Scheduled(name="AwaitingRetry"), force=True)
 
-    asyncio.run(_api(api, work))
+    call(api, work)
 
 
 def stages(store: ArtifactStore, run_id: str) -> dict[str, str]:
@@ -87,7 +99,7 @@ def server_restart(clean: CleanRun, stack: StackTarget, restart: Callable[[Stack
     params = {"recipe": clean.recipe, "overrides": [*clean.overrides, *stack.store_overrides(prefix)],
               "until": clean.until}  # fmt: skip
     store = stack.store(prefix)
-    run_id = _trigger(stack.api, params)
+    run_id = trigger(stack.api, params)
     deadline = time.monotonic() + 300
     while "ingest" not in stages(store, str(run_id)):  # under way: a stage is committed
         if time.monotonic() > deadline:
@@ -99,11 +111,11 @@ def server_restart(clean: CleanRun, stack: StackTarget, restart: Callable[[Stack
     stop_tree(server.pid, 10.0)
     time.sleep(DOWN_S)
     restart(state, server.port or 4200)
-    run = _final(stack.api, run_id)
+    run = final(stack.api, run_id)
     retried = not run.state.is_completed()
     if retried:
-        _retry(stack.api, run_id)
-        run = _final(stack.api, run_id)
+        retry(stack.api, run_id)
+        run = final(stack.api, run_id)
     recovery_s = time.monotonic() - t_fault
     if not run.state.is_completed():
         return TrialResult("server restart", False, recovery_s=recovery_s, detail=f"ended {run.state.name}")

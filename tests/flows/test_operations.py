@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from bard_pipeline.chaos.server import DISTILL, call, final, retry, trigger
 from bard_pipeline.infra.stack import Stack, alive, descendants
 from bard_pipeline.infra.store import ArtifactStore
 from tests.conftest import CONFIGS, SmokeRun, free_port
@@ -68,70 +69,34 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
         Stack(root / "state").stop()  # no-op when the last test already stopped it
 
 
-def _client(api: str) -> Any:
-    from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    class _Ctx:
-        async def __aenter__(self) -> Any:
-            self.settings = temporary_settings({PREFECT_API_URL: api})
-            self.settings.__enter__()
-            self.client = get_client()
-            return await self.client.__aenter__()
-
-        async def __aexit__(self, *exc: object) -> None:
-            await self.client.__aexit__(*exc)
-            self.settings.__exit__(*exc)
-
-    return _Ctx()
-
-
-async def _trigger(api: str, deployment: str, parameters: dict[str, Any]) -> Any:
-    async with _client(api) as client:
-        found = await client.read_deployment_by_name(deployment)
-        return await client.create_flow_run_from_deployment(found.id, parameters=parameters)
-
-
-async def _wait(api: str, run_id: Any, timeout_s: float = 300) -> Any:
-    async with _client(api) as client:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            run = await client.read_flow_run(run_id)
-            if run.state is not None and run.state.is_final():
-                return run
-            await asyncio.sleep(1)
-    raise AssertionError(f"flow run {run_id} did not finish within {timeout_s} s")
-
-
-async def _logs(api: str, run_id: Any, expect: str, timeout_s: float = 60) -> str:
+async def _logs(client: Any, run_id: Any, expect: str, timeout_s: float = 60) -> str:
     """The run's logs once they contain ``expect`` (the runner ships logs a little after the state changes)."""
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
     deadline, text = time.monotonic() + timeout_s, ""
-    async with _client(api) as client:
-        while time.monotonic() < deadline and expect not in text:
-            logs = await client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
-            text = "\n".join(entry.message for entry in logs)
-            await asyncio.sleep(1)
+    while time.monotonic() < deadline and expect not in text:
+        logs = await client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
+        text = "\n".join(entry.message for entry in logs)
+        await asyncio.sleep(1)
     return text
 
 
-def _run(coro: Any) -> Any:
-    return asyncio.run(coro)
+def _completed(api: str, parameters: dict[str, Any], deployment: str = DISTILL) -> Any:
+    """A run triggered as the UI does, once final."""
+    return final(api, trigger(api, parameters, deployment), timeout_s=300)
 
 
 def test_a_deployment_triggered_through_the_api_completes_and_the_ui_shows_it(
     stack: LocalStack, tmp_path: Path
 ) -> None:
-    async def schema() -> dict[str, Any]:
-        async with _client(stack.api) as client:
-            return (await client.read_deployment_by_name("bard-distill/distill")).parameter_openapi_schema
+    async def schema(client: Any) -> dict[str, Any]:
+        return (await client.read_deployment_by_name(DISTILL)).parameter_openapi_schema
 
-    form = _run(schema())  # what the UI renders as the run form: recipe, overrides, ... and RunConfig itself
+    form = call(stack.api, schema)  # what the UI renders as the run form: recipe, overrides, ... and RunConfig itself
     assert {"recipe", "overrides", "stages", "from_run", "until", "config"} <= set(form["properties"])
     assert "EvaluateConfig" in form["definitions"] and "SampleConfig" in form["definitions"]
     params = {"recipe": SMOKE, "overrides": stack.store_overrides("ui"), "until": "materialize"}
-    run = _run(_wait(stack.api, _run(_trigger(stack.api, "bard-distill/distill", params)).id))
+    run = _completed(stack.api, params)
     assert run.state.is_completed(), run.state.message
     assert run.name == "smoke-toy-oracle"  # named after recipe and teacher
     record = stack.store("ui").read_run(str(run.id))
@@ -160,21 +125,15 @@ def test_a_deployment_triggered_through_the_api_completes_and_the_ui_shows_it(
 
 
 def test_a_run_failed_in_compress_then_retried_skips_the_completed_stages(stack: LocalStack) -> None:
-    from prefect.states import Scheduled
-
     stack.fail_file.write_text("compress 2")  # the serve process fails compress twice: the try and its retry
     params = {"recipe": SMOKE, "overrides": stack.store_overrides("retry"), "until": "materialize"}
-    run = _run(_wait(stack.api, _run(_trigger(stack.api, "bard-distill/distill", params)).id))
+    run = _completed(stack.api, params)
     assert run.state.is_failed() and not stack.fail_file.exists()
     first = stack.store("retry").read_run(str(run.id))
     assert first["stages"]["sample"]["status"] == "executed" and "compress" not in first["stages"]
 
-    async def retry() -> None:  # what the UI's Retry button does
-        async with _client(stack.api) as client:
-            await client.set_flow_run_state(run.id, Scheduled(name="AwaitingRetry"), force=True)
-
-    _run(retry())
-    again = _run(_wait(stack.api, run.id))
+    retry(stack.api, run.id)  # what the UI's Retry button does
+    again = final(stack.api, run.id, timeout_s=300)
     assert again.state.is_completed(), again.state.message
     record = stack.store("retry").read_run(str(run.id))
     statuses = {k: v["status"] for k, v in record["stages"].items()}
@@ -184,11 +143,11 @@ def test_a_run_failed_in_compress_then_retried_skips_the_completed_stages(stack:
 
 def test_the_single_stage_deployment_reruns_only_that_stage(stack: LocalStack) -> None:
     base = {"recipe": SMOKE, "overrides": stack.store_overrides("stage"), "until": "materialize"}
-    first = _run(_wait(stack.api, _run(_trigger(stack.api, "bard-distill/distill", base)).id))
+    first = _completed(stack.api, base)
     assert first.state.is_completed()
     params = {"stage": "materialize", "from_run": str(first.id), "recipe": SMOKE,
               "overrides": [*stack.store_overrides("stage"), "materialize.val_fraction=0.3"]}  # fmt: skip
-    rerun = _run(_wait(stack.api, _run(_trigger(stack.api, "bard-stage/stage", params)).id))
+    rerun = _completed(stack.api, params, "bard-stage/stage")
     assert rerun.state.is_completed(), rerun.state.message
     store = stack.store("stage")
     records = [r for r in store.list_runs() if r["run_id"] != str(first.id)]
@@ -211,41 +170,39 @@ def test_the_watcher_starts_one_run_per_new_teacher_and_skips_unreachable_source
     register_teacher(stack.store("watch"), name, "toy-oracle-v2", revision="2")
 
     def watch() -> Any:
-        run = _run(_wait(stack.api, _run(_trigger(stack.api, "bard-teacher-watcher/watcher", params)).id))
+        run = _completed(stack.api, params, "bard-teacher-watcher/watcher")
         assert run.state.is_completed(), run.state.message
         return run
 
     first = watch()
-    logs = _run(_logs(stack.api, first.id, "could not be checked"))
+    logs = call(stack.api, lambda client: _logs(client, first.id, "could not be checked"))
     assert f"openai:{dead}" in logs and "could not be checked" in logs  # a warning, not a failure
     watch()  # the same teacher again: nothing new
 
-    async def triggered() -> list[Any]:
-        async with _client(stack.api) as client:
-            tags = FlowRunFilterTags(all_=[f"teacher:{name}"])
-            return list(await client.read_flow_runs(flow_run_filter=FlowRunFilter(tags=tags)))
+    async def triggered(client: Any) -> list[Any]:
+        tags = FlowRunFilterTags(all_=[f"teacher:{name}"])
+        return list(await client.read_flow_runs(flow_run_filter=FlowRunFilter(tags=tags)))
 
-    runs = _run(triggered())
+    runs = call(stack.api, triggered)
     assert len(runs) == 1
     assert "sample.engine.model=toy-oracle-v2" in runs[0].parameters["overrides"]
-    assert _run(_wait(stack.api, runs[0].id)).state.is_completed()
+    assert final(stack.api, runs[0].id, timeout_s=300).state.is_completed()
 
 
 def test_a_bad_parameter_fails_before_any_stage_with_the_validation_message(stack: LocalStack) -> None:
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
     params = {"recipe": SMOKE, "overrides": [*stack.store_overrides("bad"), "sample.n_samples=0"]}
-    run = _run(_wait(stack.api, _run(_trigger(stack.api, "bard-distill/distill", params)).id))
+    run = _completed(stack.api, params)
     assert run.state.is_failed()
-    logs = _run(_logs(stack.api, run.id, "sample.n_samples"))
+    logs = call(stack.api, lambda client: _logs(client, run.id, "sample.n_samples"))
     assert "sample.n_samples" in logs and "greater than or equal to 1" in logs
 
-    async def task_runs() -> list[Any]:
-        async with _client(stack.api) as client:
-            ids = FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))
-            return list(await client.read_task_runs(flow_run_filter=ids))
+    async def task_runs(client: Any) -> list[Any]:
+        ids = FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))
+        return list(await client.read_task_runs(flow_run_filter=ids))
 
-    assert _run(task_runs()) == []  # no stage started
+    assert call(stack.api, task_runs) == []  # no stage started
 
 
 def test_a_run_survives_a_prefect_server_restart_or_its_retry_finishes_it(
