@@ -199,7 +199,8 @@ def _captured_logs(path: Path) -> Iterator[None]:
 def secrets_trial(workdir: Path, secrets: Mapping[str, str], targets: Targets, run: Runner) -> SecretsReport:
     """Three runs with ``secrets`` in the environment, on S3, until materialize: the teacher's key refused (401), its
     endpoint dead, a working one (OpenAI engine for sample and compress); then S3, Ray's logs, the cache, the logs,
-    Prefect's files and API are scanned. Survived: no hit, the 401s recorded (or fatal), the dead run failed."""
+    Prefect's files and API are scanned. Survived: no hit, the 401 run and the dead one failed, the first naming the
+    key's variable (never its value)."""
     workdir.mkdir(parents=True, exist_ok=True)
     prefix, t0 = f"chaos-secrets-{system_random.token_hex(4)}", time.monotonic()
     ray_dir = Path(
@@ -230,7 +231,7 @@ def secrets_trial(workdir: Path, secrets: Mapping[str, str], targets: Targets, r
             ray.shutdown()
         s3 = fsspec.filesystem("s3", client_kwargs={"endpoint_url": targets.s3_endpoint}, skip_instance_cache=True)
         s3.get(f"{targets.bucket}/{prefix}/", f"{workdir / 's3' / prefix}/", recursive=True)  # every object
-    errors_401 = len(scan([workdir / "s3" / prefix / "unauthorized"], {}, {"401": "HTTP 401"}))  # files naming it
+    refused = WRONG_KEY_ENV in (states["401"].message or "")  # failed at start-up, naming the variable
     completed = {case: state.is_completed() for case, state in states.items()}
     api = prefect_view([str(state.state_details.flow_run_id) for state in states.values()])
     places: dict[str, tuple[list[Path], Mapping[str, str]]] = {
@@ -242,9 +243,10 @@ def secrets_trial(workdir: Path, secrets: Mapping[str, str], targets: Targets, r
     }
     scanned: dict[str, Counter[str]] = {place: Counter() for place in places}
     hits = [hit for place, (paths, texts) in places.items() for hit in scan(paths, texts, secrets, scanned[place])]
-    provoked = (errors_401 > 0 or not completed["401"]) and not completed["dead endpoint"]
+    provoked = refused and not completed["401"] and not completed["dead endpoint"]
     counts = ", ".join(f"{p} {c['files']} files/{c['texts']} texts/{c['bytes']} B" for p, c in scanned.items())
-    detail = f"401 run: {errors_401} places record HTTP 401; completed: {completed}; scanned {counts}; {len(hits)} hits"
+    detail = f"401 run refused naming its variable: {refused}; completed: {completed}; scanned {counts}"
+    detail += f"; {len(hits)} hits"
     detail += f" ({hits[0]})" if hits else ""
     if not hits:
         shutil.rmtree(ray_dir, ignore_errors=True)  # kept when something leaked: it is the evidence

@@ -117,8 +117,10 @@ def test_runs_that_fail_on_a_401_and_a_dead_endpoint_and_one_that_works_on_s3_le
         print(f"\nsecrets trial in {time.monotonic() - t0:.0f} s: {report.result.detail}; Prefect API objects "
               f"{dict(kinds)}; captured output {len(out) + len(err)} chars")  # fmt: skip
     assert hits == [], hits
-    # The faults happened: the server refused the wrong key, the dead endpoint's run failed.
+    # The faults happened: the server refused the wrong key (its run failed at start-up, naming the variable),
+    # the dead endpoint's run failed.
     assert plan.statuses[401] > 0 and plan.statuses[200] > 0, plan.statuses
+    assert WRONG_KEY_ENV in (report.states["401"].message or ""), report.states["401"].message
     assert not report.states["dead endpoint"].is_completed()
     assert report.states["working"].is_completed(), report.states["working"].message
     compress = [json.loads(m.read_text()) for m in tmp_path.glob("s3/*/working/compress/*/manifest.json")]

@@ -13,7 +13,8 @@
 - Every call draws from the stage's query budget first; when it is spent, the rest is not sent and is
   recorded as such (never silently dropped).
 - Start-up checks the endpoint once with a short timeout, so an unreachable URL fails fast, naming the
-  URL (the API key is never put in a message).
+  URL, and so does a key the server refuses (401/403), naming its variable (the key is never put in a
+  message); otherwise every request of the stage would be recorded as an HTTP 401 row error.
 - A server's error body becomes the row's error (traces, logs, the Prefect UI); servers and proxies may quote
   the key they were sent in it (a 401's "Incorrect API key provided: ..."), so the engine masks its own key
   there first.
@@ -54,6 +55,10 @@ _CONTEXT_HINTS = ("context length", "context_length", "maximum context", "too lo
 
 class EngineUnavailableError(ConnectionError):
     """The endpoint could not be reached at start-up."""
+
+
+class EngineAuthError(EngineUnavailableError):
+    """The endpoint refused the API key at start-up (401/403 from ``/models``)."""
 
 
 # Where reasoning APIs put the chain of thought: DeepSeek and older vLLM, then newer vLLM.
@@ -102,12 +107,26 @@ class OpenAIEngine:
     def _check_reachable(self) -> None:
         url = f"{self.base_url}/models"
         try:
-            httpx.get(url, headers=self._headers, timeout=httpx.Timeout(self.cfg.connect_timeout_s))
+            status = httpx.get(
+                url, headers=self._headers, timeout=httpx.Timeout(self.cfg.connect_timeout_s)
+            ).status_code
         except httpx.HTTPError as exc:
             raise EngineUnavailableError(
                 f"cannot reach the OpenAI-compatible endpoint {url} ({type(exc).__name__}); check engine.base_url "
                 "and that the server is up"
             ) from None
+        if status in (401, 403):  # other answers (a server without /models: 404) leave it to the requests
+            what, fix = self._key_source()
+            raise EngineAuthError(f"the OpenAI-compatible endpoint {url} refused {what} (HTTP {status}); {fix}")
+
+    def _key_source(self) -> tuple[str, str]:
+        """Which key was sent, and how to fix it; never the key itself."""
+        var = self.cfg.api_key_env
+        if var is None:
+            return "a request without an API key", "name the variable that holds one in engine.api_key_env"
+        if not self._key:
+            return f"a request without an API key (${var} is empty or unset)", f"set a valid key in ${var}"
+        return f"the API key in ${var}", f"set a valid key in ${var}"
 
     def _price(self, prompt_tokens: float, completion_tokens: float) -> float:
         return price_usd(self.cfg.price, prompt_tokens, completion_tokens)

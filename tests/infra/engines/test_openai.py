@@ -9,7 +9,7 @@ import pytest
 from bard_core.config import OpenAIEngineConfig, PriceConfig
 from bard_core.engine import ErrorKind, GenerationRequest, SamplingParams, Usage
 from bard_pipeline.infra.engines.budget import BudgetLedger
-from bard_pipeline.infra.engines.openai import EngineUnavailableError, OpenAIEngine
+from bard_pipeline.infra.engines.openai import EngineAuthError, EngineUnavailableError, OpenAIEngine
 from tests.conftest import free_port
 from tests.support.openai_server import FaultPlan, FaultServer
 
@@ -103,12 +103,34 @@ def test_unreachable_endpoint_fails_fast_naming_the_url_not_the_key(monkeypatch:
     assert url in str(info.value) and "sk-very-secret" not in str(info.value) + repr(info.value)
 
 
-def test_a_401_that_quotes_the_key_is_recorded_without_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Servers and proxies quote the key they were sent in a 401's body; the engine records that body as the
-    row's error (traces, logs, the Prefect UI), so it masks its own key in it first."""
+def test_a_key_the_server_refuses_fails_at_start_up_naming_its_variable_not_the_key(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A wrong key is refused before any request: the stage fails at once, instead of recording every row as an
+    HTTP 401 (the chaos campaign's secrets trial found the run completing that way)."""
     monkeypatch.setenv("BARD_TEST_KEY", "sk-wrong-secret-0123456789")
+    monkeypatch.delenv("BARD_TEST_UNSET_KEY", raising=False)
     with FaultServer(FaultPlan(require_key="sk-right"), free_port()) as server:
-        [result] = OpenAIEngine(_cfg(server.url, api_key_env="BARD_TEST_KEY")).generate(_requests(1))
+        with pytest.raises(EngineAuthError) as wrong:
+            OpenAIEngine(_cfg(server.url, api_key_env="BARD_TEST_KEY"))
+        with pytest.raises(EngineAuthError) as unset:
+            OpenAIEngine(_cfg(server.url, api_key_env="BARD_TEST_UNSET_KEY"))
+        assert server.plan.calls == 0  # no completion was asked for
+    message = str(wrong.value)
+    assert f"{server.url}/models" in message and "HTTP 401" in message and "$BARD_TEST_KEY" in message
+    assert "sk-wrong-secret-0123456789" not in message + repr(wrong.value)
+    assert "$BARD_TEST_UNSET_KEY is empty or unset" in str(unset.value)
+
+
+def test_a_401_that_quotes_the_key_is_recorded_without_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A key revoked mid-stage: servers and proxies quote the key they were sent in a 401's body; the engine
+    records that body as the row's error (traces, logs, the Prefect UI), so it masks its own key in it first."""
+    monkeypatch.setenv("BARD_TEST_KEY", "sk-wrong-secret-0123456789")
+    plan = FaultPlan(require_key="sk-wrong-secret-0123456789")
+    with FaultServer(plan, free_port()) as server:
+        engine = OpenAIEngine(_cfg(server.url, api_key_env="BARD_TEST_KEY"))  # accepted at start-up
+        plan.require_key = "sk-rotated"
+        [result] = engine.generate(_requests(1))
     assert result.error_kind is ErrorKind.ENGINE and result.attempts == 1  # a 401 is not retried
     assert "HTTP 401" in (result.error or "") and "invalid_api_key" in (result.error or "")
     assert "sk-wrong-secret-0123456789" not in (result.error or "")
