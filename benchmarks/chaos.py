@@ -6,6 +6,7 @@ by key). Prints one line per trial as it ends, then the table, and as its last l
 
     .venv/bin/python benchmarks/chaos.py                                  # every fault, the campaign's sizes
     .venv/bin/python benchmarks/chaos.py --faults killed-driver --trials 20 --recipe configs/smoke.yaml
+    .venv/bin/python benchmarks/chaos.py --trials killed-driver=20,lost-node=1 --clean-store .bard/store
 
 Runs write their logs under --workdir (kept with --keep). Full disk mounts a tmpfs: it needs root.
 """
@@ -119,17 +120,34 @@ def secrets(workdir: Path, recipe: str) -> TrialResult:
         moto.stop()
 
 
+def _trials(text: str) -> dict[Fault | None, int]:
+    """``--trials``: ``N`` (every fault: key None) or ``FAULT=N,...``."""
+    if "=" not in text:
+        return {None: int(text)}
+    pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
+    try:
+        return {Fault(name.strip()): int(count) for name, count in pairs}
+    except ValueError as exc:
+        faults = ", ".join(f.value for f in Fault)
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: {exc}; expected N or FAULT=N,... with FAULT one of {faults}"
+        ) from None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recipe", default=str(REPO / "configs" / "smoke.yaml"))
     parser.add_argument("--faults", default=",".join(f.value for f in Fault), help="comma-separated")
-    parser.add_argument("--trials", type=int, default=None, help="trials per fault (default: the campaign's)")
+    parser.add_argument("--trials", type=_trials, default={}, help="trials per fault: N for every fault, or "
+                        "FAULT=N,... (the others keep the campaign's; default: the campaign's)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, stores)")
     parser.add_argument("--clean-store", default=None, help="a local store whose newest completed run is the "
                         "reference (its recipe and overrides), instead of a clean run of --recipe")  # fmt: skip
     parser.add_argument("--until", default=None, help="trials stop after this stage (e.g. materialize)")
+    parser.add_argument("--rerun-to-end", action="store_true", help="killed driver: rerun to the last stage, not "
+                        "to the end of the killed one")  # fmt: skip
     args = parser.parse_args()
     faults = [Fault(name.strip()) for name in args.faults.split(",") if name.strip()]
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bard-chaos-"))
@@ -148,7 +166,8 @@ def main() -> None:
 
     results: list[TrialResult] = []
     for fault in faults:
-        plan = Plan(trials=args.trials or DEFAULT_TRIALS[fault], seed=args.seed, cluster=two_nodes, s3=s3_server,
+        trials = args.trials.get(fault, args.trials.get(None, DEFAULT_TRIALS[fault]))
+        plan = Plan(trials=trials, seed=args.seed, rerun_to_end=args.rerun_to_end, cluster=two_nodes, s3=s3_server,
                     stack=lambda root: local_stack(root, clean.recipe), restart=start_server,
                     secrets=lambda root: secrets(root, clean.recipe))  # fmt: skip
         results += run_campaign(clean, [fault], workdir, plan, show)

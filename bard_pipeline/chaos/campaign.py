@@ -11,7 +11,7 @@ import enum
 import random
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from bard_pipeline.chaos.bad_input import trials as bad_input_trials
@@ -58,6 +58,9 @@ class Plan:
     secrets: Callable[[Path], TrialResult] | None = None
     bad_input_examples: int = 300  # generated cases per generator
     s3_fault_rate: float = 0.15
+    # Killed driver: the rerun stops after the killed stage (its artifact then has the clean run's fingerprint and
+    # rows, so every later stage gets the clean run's inputs), or runs to the clean run's last stage.
+    rerun_to_end: bool = False
 
 
 KILL_AFTER = {"sft": "checkpoint", "rl": "checkpoint"}  # what a resumable attempt leaves, per stage
@@ -70,7 +73,8 @@ def _killed(clean: CleanRun, workdir: Path, plan: Plan, rng: random.Random) -> I
         # Every other round waits for finished work first (a shard, a checkpoint), so reruns resume as well as
         # start over.
         after = None if (i // len(plan.kill_stages)) % 2 == 0 else KILL_AFTER.get(stage, "shard")
-        yield killed_driver(clean, stage, workdir / f"{i:02d}-{stage}", rng, after)
+        reference = clean if plan.rerun_to_end else replace(clean, until=stage)
+        yield killed_driver(reference, stage, workdir / f"{i:02d}-{stage}", rng, after)
 
 
 def _lost_node(clean: CleanRun, workdir: Path, plan: Plan, rng: random.Random) -> Iterator[TrialResult]:
