@@ -23,6 +23,8 @@ from bard_pipeline.chaos.s3proxy import FaultPlan
 from bard_pipeline.chaos.server import StackTarget, server_restart
 from bard_pipeline.chaos.storage import corruption, full_disk
 from bard_pipeline.infra.stack import Stack
+from bard_pipeline.tasks.context import UNTIL_STAGES
+from bard_pipeline.tasks.stage import STAGES
 
 
 class Fault(enum.StrEnum):
@@ -58,13 +60,18 @@ class Plan:
     secrets: Callable[[Path], TrialResult] | None = None
     bad_input_examples: int = 300  # generated cases per generator
     s3_fault_rate: float = 0.15
-    # Killed driver: the rerun stops after the killed stage (its artifact then has the clean run's fingerprint and
-    # rows, so every later stage gets the clean run's inputs), or runs to the clean run's last stage.
+    # Killed driver: the rerun stops after the killed stage (a data stage: after materialize; its artifact then has
+    # the clean run's fingerprint and rows, so every later stage gets the clean run's inputs), or runs to the end.
     rerun_to_end: bool = False
 
 
 KILL_AFTER = {"sft": "checkpoint", "rl": "checkpoint"}  # what a resumable attempt leaves, per stage
 Runner = Callable[[CleanRun, Path, Plan, random.Random], Iterator[TrialResult]]
+
+
+def _until(stage: str) -> str:
+    """The first stage a run can stop after (the data stages run as one block) at or past ``stage``."""
+    return next(s for s in STAGES[STAGES.index(stage) :] if s in UNTIL_STAGES)
 
 
 def _killed(clean: CleanRun, workdir: Path, plan: Plan, rng: random.Random) -> Iterator[TrialResult]:
@@ -73,7 +80,7 @@ def _killed(clean: CleanRun, workdir: Path, plan: Plan, rng: random.Random) -> I
         # Every other round waits for finished work first (a shard, a checkpoint), so reruns resume as well as
         # start over.
         after = None if (i // len(plan.kill_stages)) % 2 == 0 else KILL_AFTER.get(stage, "shard")
-        reference = clean if plan.rerun_to_end else replace(clean, until=stage)
+        reference = clean if plan.rerun_to_end else replace(clean, until=_until(stage))
         yield killed_driver(reference, stage, workdir / f"{i:02d}-{stage}", rng, after)
 
 

@@ -119,6 +119,19 @@ def wait_until(proc: subprocess.Popen[bytes], root: Path, stage: str, trigger: s
         time.sleep(0.1)
 
 
+def landed_in(log_text: str) -> str:
+    """The stage the killed run was in when it died: the last one its log shows building and not committed
+    (a kill placed by the clean run's stage times can land after the stage it aimed at has finished)."""
+    running = ""
+    for line in log_text.splitlines():
+        for stage in STAGES:
+            if f" - {stage}: building" in line:
+                running = stage
+            elif f" - {stage}: committed" in line and running == stage:
+                running = ""
+    return running or "between stages"
+
+
 def _resumed(store: ArtifactStore, stage: str, rerun_log: str) -> str:
     """How the rerun used the killed attempt's work: shards reused (its log), or training resumed (manifest)."""
     for line in rerun_log.splitlines():
@@ -159,6 +172,8 @@ def killed_driver(
     code = rerun.run()
     recovery_s = time.monotonic() - t_fault
     where = f"{stage} +{delay_s:.1f} s" + (f" after a {trigger}" if trigger else "")
+    if (landed := landed_in(first.log_text())) != stage:
+        where += f" (landed in {landed}: {stage} had finished)"
     if code != 0:
         return TrialResult("killed driver", False, recovery_s=recovery_s, detail=f"{where}: rerun exit {code}")
     store = ArtifactStore(f"file://{store_dir}")
