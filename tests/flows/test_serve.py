@@ -20,9 +20,9 @@ import httpx
 import pytest
 
 from bard_core.metrics import spearman
-from tests.conftest import REPO, free_port
+from tests.conftest import REPO, SmokeRun, free_port
 from tests.support.benchmarks import last_line_figures
-from tests.support.flows import artifact, run_flow
+from tests.support.flows import artifact, run_flow, seed_store
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 BUDGETS = (16, 32, 64)
@@ -30,6 +30,7 @@ EFFORTS = ("low", "medium", "high")
 # Steps the 2-layer, 64-wide student trains: the smoke recipe's 20 leave it ignoring the prompt.
 SFT_STEPS = 600
 SFT_LEARNING_RATE = 2e-3
+SHARED_STAGES = ("tokenizer", "model", "ingest", "sample", "compress")
 
 
 @dataclass(frozen=True)
@@ -43,10 +44,14 @@ class Served:
 
 
 @pytest.fixture(scope="module")
-def served(prefect_api: None, vllm_python: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def served(
+    prefect_api: None, vllm_python: Path, smoke_run: SmokeRun, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Served]:
     """The smoke recipe through sft only (modes low/medium/high as the tiers 16/32/64), served by the real
-    `bard serve` command in its own session; stopped by its PID."""
+    `bard serve` command in its own session; stopped by its PID. The stages up to compress are the session smoke
+    run's (same fingerprints: copied, then skipped); the modes change materialize and what follows."""
     root = tmp_path_factory.mktemp("serve")
+    seed_store(smoke_run.root / "store", root / "store", SHARED_STAGES)
     modes = "{low: {tier_tokens: 16}, medium: {tier_tokens: 32}, high: {tier_tokens: 64}}"
     overrides = [f"store.root=file://{root}/store", f"sft.trl.max_steps={SFT_STEPS}",
                  f"sft.trl.learning_rate={SFT_LEARNING_RATE}", f"budget.modes={modes}"]  # fmt: skip
