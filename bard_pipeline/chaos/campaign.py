@@ -91,7 +91,9 @@ def _lost_node(clean: CleanRun, workdir: Path, plan: Plan, rng: random.Random) -
         stage = plan.node_stages[i % len(plan.node_stages)]
         trial_dir = workdir / f"{i:02d}-{stage}"
         with plan.cluster(trial_dir / "cluster") as target:
-            yield lost_node(clean, stage, trial_dir, target, rng, trigger="shard" if stage != "sft" else "checkpoint")
+            # Training: once a checkpoint is registered. An engine stage: as soon as an actor is on the worker (its
+            # shards are written as its pool finishes, so waiting for one leaves nothing to lose).
+            yield lost_node(clean, stage, trial_dir, target, rng, trigger=KILL_AFTER.get(stage))
 
 
 def _flaky(clean: CleanRun, workdir: Path, plan: Plan, rng: random.Random) -> Iterator[TrialResult]:

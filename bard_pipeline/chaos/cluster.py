@@ -69,6 +69,7 @@ def lost_node(
         time.sleep(rng.uniform(0.0, 1.0))
         victims = _wait_for_victims(proc, first.log, stage, target)
     except TrialError as exc:
+        kill_tree(proc.pid)  # not left running on a cluster its caller is about to stop
         return TrialResult("lost node", False, detail=f"{stage}: {exc}")
     target.kill_worker()
     t_fault = time.monotonic()
