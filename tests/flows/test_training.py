@@ -10,7 +10,7 @@ import pytest
 from bard_core.prompting import load_prompt
 from bard_pipeline.infra.local_cache import local_artifact_dir
 from tests.conftest import SmokeRun
-from tests.support.flows import artifact, run_flow, statuses
+from tests.support.flows import artifact, run_flow, seed_store, statuses
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
 
@@ -60,8 +60,9 @@ def _changed(before: dict, after: dict) -> bool:
 
 
 def test_a_worker_killed_mid_training_resumes_from_the_last_checkpoint(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    smoke_run: SmokeRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    seed_store(smoke_run.root / "store", tmp_path / "store")  # the data stages: the smoke run's, skipped
     marker = tmp_path / "killed"
     monkeypatch.setenv("BARD_KILL_TRAIN_WORKER_AT_STEP", f"15:{marker}")
     state, record, store = run_flow([f"store.root=file://{tmp_path}/store"], until="sft")
@@ -78,8 +79,9 @@ def test_a_worker_killed_mid_training_resumes_from_the_last_checkpoint(
 
 
 def test_a_curriculum_sft_trains_its_total_steps_and_resumes_inside_the_instruction_phase(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    smoke_run: SmokeRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    seed_store(smoke_run.root / "store", tmp_path / "store")
     # Killed at step 15, restarted from the step-10 checkpoint: inside the 12 instruction steps, so the
     # resumed run must finish the instruction phase and then train 8 reasoning steps: 20 in all.
     marker = tmp_path / "killed"
