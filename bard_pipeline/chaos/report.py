@@ -36,7 +36,8 @@ def table_rows(results: Iterable[TrialResult]) -> list[tuple[str, ...]]:
         by_fault.setdefault(result.fault, []).append(result)
     rows = []
     for fault, trials in by_fault.items():
-        recovery = [t.recovery_s for t in trials]
+        # Recovery of the trials that survived: a failed one's (often 0: it ended before the fault) is no recovery.
+        recovery = [t.recovery_s for t in trials if t.survived] or [0.0]
         cases = sum(t.cases for t in trials)
         notes = [f"{cases} cases"] if cases != len(trials) else []
         notes += [f"secret hits {sum(t.secret_hits for t in trials)}"] if fault == "secrets" else []

@@ -1,0 +1,31 @@
+"""The chaos campaign's bookkeeping: where a kill landed (``chaos.drivers.landed_in``, read from the killed
+run's log as the trials do), and the table."""
+
+from __future__ import annotations
+
+from bard_pipeline.chaos.drivers import landed_in
+
+LOG = """\
+15:00:43.338 | INFO    | Task run 'sample-e28' - sample: building file:///store/sample/ee13
+15:00:56.425 | INFO    | Task run 'sample-e28' - sample: committed sample/ee137f3db10f36b1a5d4 (traces=308)
+15:00:56.496 | INFO    | Task run 'compress-4d4' - compress: building file:///store/compress/e904
+"""
+
+
+def test_a_kill_lands_in_the_stage_last_seen_building() -> None:
+    assert landed_in(LOG) == "compress"  # aimed at sample, which had finished
+    assert landed_in(LOG.rsplit("\n", 2)[0] + "\n") == "between stages"  # sample committed, nothing started yet
+    assert landed_in(LOG.split("\n", 1)[0]) == "sample"
+
+
+def test_the_table_counts_every_trial_and_times_only_the_survivors() -> None:
+    from bard_pipeline.chaos.report import TrialResult, render
+
+    results = [
+        TrialResult("lost node", False, detail="sample: nothing to lose"),  # ended before its fault: 0 s
+        TrialResult("lost node", True, recovery_s=66.0),
+        TrialResult("killed driver", True, rows_duplicated=2, recovery_s=40.0),
+    ]
+    table = render(results)
+    assert "| lost node | 2 | 1 | 0 | 0 | 66.0 / 66.0 | sample: nothing to lose |" in table
+    assert table.splitlines()[-1] == "trials=3 survived=2 failed=1 lost=0 duplicated=2 secret_hits=0"
