@@ -83,12 +83,17 @@ class CleanRun:
         return self.rows.upto([s for s in self.rows.artifacts if STAGES.index(s.split(":", 1)[0]) <= last])
 
 
+def copy_stages(source: Path, target: Path, stages: Sequence[str]) -> None:
+    """Copy the committed artifacts of ``stages`` from store folder ``source`` into ``target`` (not run records): a
+    run of the same recipe there skips them (same fingerprints); a stage ``source`` lacks simply runs."""
+    for stage in stages:
+        if (source / stage).is_dir():
+            shutil.copytree(source / stage, target / stage, dirs_exist_ok=True)
+
+
 def seed_store(clean: CleanRun, target: Path, before: str) -> None:
-    """Copy the clean run's committed artifacts of the stages before ``before`` (not its run records)."""
-    for stage in STAGES[: STAGES.index(before)]:
-        source = clean.store_dir / stage
-        if source.is_dir():
-            shutil.copytree(source, target / stage, dirs_exist_ok=True)
+    """Copy the clean run's committed artifacts of the stages before ``before``."""
+    copy_stages(clean.store_dir, target, STAGES[: STAGES.index(before)])
 
 
 def _shard_written(root: Path, stage: str) -> bool:

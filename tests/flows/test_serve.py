@@ -20,9 +20,10 @@ import httpx
 import pytest
 
 from bard_core.metrics import spearman
+from bard_pipeline.chaos.drivers import copy_stages
 from tests.conftest import REPO, SmokeRun, free_port
 from tests.support.benchmarks import last_line_figures
-from tests.support.flows import artifact, run_flow, seed_store
+from tests.support.flows import artifact, run_flow
 
 pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 BUDGETS = (16, 32, 64)
@@ -51,7 +52,7 @@ def served(
     `bard serve` command in its own session; stopped by its PID. The stages up to compress are the session smoke
     run's (same fingerprints: copied, then skipped); the modes change materialize and what follows."""
     root = tmp_path_factory.mktemp("serve")
-    seed_store(smoke_run.root / "store", root / "store", SHARED_STAGES)
+    copy_stages(smoke_run.root / "store", root / "store", SHARED_STAGES)
     modes = "{low: {tier_tokens: 16}, medium: {tier_tokens: 32}, high: {tier_tokens: 64}}"
     overrides = [f"store.root=file://{root}/store", f"sft.trl.max_steps={SFT_STEPS}",
                  f"sft.trl.learning_rate={SFT_LEARNING_RATE}", f"budget.modes={modes}"]  # fmt: skip

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from bard_core.prompting import load_prompt
+from bard_pipeline.chaos.drivers import copy_stages
 from bard_pipeline.infra.local_cache import local_artifact_dir
 from tests.conftest import SmokeRun
-from tests.support.flows import artifact, run_flow, seed_store, statuses
+from tests.support.flows import DATA_STAGES, artifact, run_flow, statuses
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_api")]
 
@@ -62,7 +63,7 @@ def _changed(before: dict, after: dict) -> bool:
 def test_a_worker_killed_mid_training_resumes_from_the_last_checkpoint(
     smoke_run: SmokeRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    seed_store(smoke_run.root / "store", tmp_path / "store")  # the data stages: the smoke run's, skipped
+    copy_stages(smoke_run.root / "store", tmp_path / "store", DATA_STAGES)  # the data stages: the smoke run's, skipped
     marker = tmp_path / "killed"
     monkeypatch.setenv("BARD_KILL_TRAIN_WORKER_AT_STEP", f"15:{marker}")
     state, record, store = run_flow([f"store.root=file://{tmp_path}/store"], until="sft")
@@ -81,7 +82,7 @@ def test_a_worker_killed_mid_training_resumes_from_the_last_checkpoint(
 def test_a_curriculum_sft_trains_its_total_steps_and_resumes_inside_the_instruction_phase(
     smoke_run: SmokeRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    seed_store(smoke_run.root / "store", tmp_path / "store")
+    copy_stages(smoke_run.root / "store", tmp_path / "store", DATA_STAGES)
     # Killed at step 15, restarted from the step-10 checkpoint: inside the 12 instruction steps, so the
     # resumed run must finish the instruction phase and then train 8 reasoning steps: 20 in all.
     marker = tmp_path / "killed"

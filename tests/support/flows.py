@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
 from typing import Any
 
 from bard_pipeline.infra.store import ArtifactRef, ArtifactStore
@@ -11,14 +9,6 @@ from tests.conftest import CONFIGS
 
 SMOKE = str(CONFIGS / "smoke.yaml")
 DATA_STAGES = ("tokenizer", "model", "ingest", "sample", "compress", "materialize")
-
-
-def seed_store(source: Path, target: Path, stages: tuple[str, ...] = DATA_STAGES) -> None:
-    """Copy a store's committed artifacts of ``stages`` (e.g. the session smoke run's data stages) into the store
-    folder ``target``: a smoke-recipe run there skips them (same fingerprints), for tests about later stages. A
-    stage whose fingerprint an override changes simply runs."""
-    for stage in stages:
-        shutil.copytree(source / stage, target / stage, dirs_exist_ok=True)
 
 
 def run_flow(overrides: list[str], recipe: str = SMOKE, **params: Any) -> tuple[Any, dict[str, Any], ArtifactStore]:
