@@ -73,13 +73,16 @@ def run(
     from bard_pipeline.infra.progress import configure_terminal
     from bard_pipeline.infra.reaper import guard
 
-    configure_terminal(verbose)  # before Ray or transformers load: they read it when they start
     cfg = _config(recipe, overrides)  # fail fast, before Prefect starts, on a bad config
-    guard()  # before Prefect or Ray start a process: a killed driver's processes and scratch are cleaned up
     if from_run:  # and on a run id that matches no run, or several (the flow resolves the same way)
         from bard_pipeline.infra.store import ArtifactStore
 
         _run_id(ArtifactStore(cfg.store.root, cfg.store.endpoint_url), from_run)
+    # Only a run that goes ahead changes this process: the terminal switch (before Ray or transformers load:
+    # they read it when they start), then the guard (before Prefect or Ray start a process: a killed driver's
+    # processes and scratch are cleaned up).
+    configure_terminal(verbose)
+    guard()
     from bard_pipeline.flows.distill import distill
 
     selected = [s.strip() for s in stages.split(",") if s.strip()] if stages else None

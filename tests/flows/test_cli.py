@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pyarrow as pa
@@ -132,6 +133,9 @@ def test_run_ids_are_taken_as_unique_prefixes(tmp_path: Path) -> None:
     # `bard run --from-run` refuses a bad id before Prefect or Ray start.
     rerun = runner.invoke(app, ["run", str(CONFIGS / "smoke.yaml"), f"store.root={root}", "--from-run", "3f2a"])
     assert rerun.exit_code == 2 and "matches 2 runs" in rerun.output
+    from bard_pipeline.infra.reaper import GUARDED_ENV
+
+    assert os.environ.get(GUARDED_ENV) != str(os.getpid()), "a refused run must not guard its process"
 
 
 def test_report_latest_is_the_newest_evaluation(tmp_path: Path) -> None:

@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,7 @@ from typer.testing import CliRunner
 
 import bard_pipeline.flows.distill
 from bard_pipeline.flows.cli import app
-from bard_pipeline.infra import progress
+from bard_pipeline.infra import progress, reaper
 from tests.conftest import CONFIGS, REPO, CliSmokeRun
 
 # The toy recipe must print at most 150 lines; the smoke recipe runs the same stages (with as many bars and
@@ -80,6 +81,8 @@ def test_run_verbose_sets_the_switch_before_the_flow_starts(monkeypatch: pytest.
         return {}
 
     monkeypatch.setattr(bard_pipeline.flows.distill, "distill", fake_distill)
+    # Not the guard of a real run: it would repoint this (pytest's) process's TMPDIR and watch it to the end.
+    monkeypatch.setattr(reaper, "guard", lambda: Path(tempfile.gettempdir()))
     for name in (progress.VERBOSE_ENV, "HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS"):
         monkeypatch.setenv(name, "")  # recorded, so the test leaves the environment as it found it
         monkeypatch.delenv(name)
