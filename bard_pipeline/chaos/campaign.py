@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bard_pipeline.chaos.bad_input import trials as bad_input_trials
 from bard_pipeline.chaos.cluster import NodeTarget, lost_node
-from bard_pipeline.chaos.drivers import KILL_STAGES, CleanRun, concurrent_runs, killed_driver
+from bard_pipeline.chaos.drivers import KILL_STAGES, CleanRun, concurrent_runs, killed_driver, shared_data_runs
 from bard_pipeline.chaos.flaky import flaky_s3
 from bard_pipeline.chaos.report import TrialResult
 from bard_pipeline.chaos.s3proxy import FaultPlan
@@ -126,8 +126,10 @@ def _bad_input(clean: CleanRun, workdir: Path, plan: Plan, rng: random.Random) -
 
 
 def _concurrent(clean: CleanRun, workdir: Path, plan: Plan, rng: random.Random) -> Iterator[TrialResult]:
+    # In turn: three identical runs of the recipe, then two recipes that share its data stages.
     for i in range(plan.trials):
-        yield concurrent_runs(clean, workdir / f"{i:02d}")
+        runs = concurrent_runs if i % 2 == 0 else shared_data_runs
+        yield runs(clean, workdir / f"{i:02d}")
 
 
 def _full_disk(clean: CleanRun, workdir: Path, plan: Plan, rng: random.Random) -> Iterator[TrialResult]:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from bard_pipeline.chaos.harness import (
     Launch,
@@ -194,6 +195,11 @@ def killed_driver(
     )
 
 
+def _unverified(store: ArtifactStore) -> list[str]:
+    """The stages of the committed artifacts in ``store`` that fail their checksums."""
+    return [m.stage for m in store.list() if store.verify(ArtifactRef(m.stage, m.fingerprint))]
+
+
 def concurrent_runs(clean: CleanRun, workdir: Path, copies: int = 3) -> TrialResult:
     """``copies`` identical ``bard run`` on one empty store at once: all complete, one consistent set of artifacts
     (every run's record names the clean run's artifacts), nothing lost or duplicated."""
@@ -212,8 +218,50 @@ def concurrent_runs(clean: CleanRun, workdir: Path, copies: int = 3) -> TrialRes
         result = diff(clean.expected(), run_rows(store, record))
         lost, duplicated = lost + result.lost, duplicated + result.duplicated
         differ |= set(result.artifacts_differ)
-    bad = [m.stage for m in store.list() if store.verify(ArtifactRef(m.stage, m.fingerprint))]
+    bad = _unverified(store)
     survived = not (lost or duplicated or differ or bad)
     detail = f"{copies} runs in {wall_s:.0f} s" + (f"; differ: {sorted(differ)}" if differ else "")
     detail += f"; do not verify: {bad}" if bad else ""
     return TrialResult("concurrent runs", survived, lost, duplicated, wall_s, detail=detail)
+
+
+# A second recipe that shares the clean recipe's data stages: another SFT learning rate changes sft and what follows.
+SHARED_DATA_VARIANT = ("sft.trl.learning_rate=5.0e-4",)
+
+
+def _artifact(record: Mapping[str, Any], stage: str) -> str | None:
+    return record["stages"].get(stage, {}).get("artifact")
+
+
+def shared_data_runs(clean: CleanRun, workdir: Path, variant: Sequence[str] = SHARED_DATA_VARIANT) -> TrialResult:
+    """Two recipes that share the data stages (the clean one and ``variant``), started at once on one empty store:
+    both complete; both name the clean run's data artifacts, with its rows; the clean recipe's run equals the clean
+    run; the variant's own artifacts (sft onward) are new and verify. The detail says which data stages were built
+    by both runs (harmlessly twice: the first manifest to land wins, the other run uses it) and which once."""
+    store_dir = workdir / "store"
+    data = [s for s in clean.expected().artifacts if STAGES.index(s) <= STAGES.index("materialize")]
+    launches = [clean.launch(store_dir, workdir / "base.log"), clean.launch(store_dir, workdir / "v.log", variant)]
+    t0 = time.monotonic()
+    codes = [proc.wait() for proc in [launch.start() for launch in launches]]
+    wall_s = time.monotonic() - t0
+    if any(codes):
+        return TrialResult("concurrent runs", False, recovery_s=wall_s, detail=f"two recipes: exit codes {codes}")
+    store = ArtifactStore(f"file://{store_dir}")
+    records = store.list_runs()
+    is_variant = [any(o in variant for o in r.get("overrides", [])) for r in records]
+    if sorted(is_variant) != [False, True]:
+        return TrialResult("concurrent runs", False, recovery_s=wall_s, detail=f"two recipes: {len(records)} records")
+    base, other = (records[is_variant.index(flag)] for flag in (False, True))
+    same = diff(clean.expected(), run_rows(store, base))
+    shared = diff(clean.expected().upto(data), run_rows(store, other).upto(data))
+    own = [s for s in other["stages"] if s not in data]
+    problems = [f"the clean recipe's run differs: {', '.join(same.artifacts_differ)}"] if same.artifacts_differ else []
+    problems += [f"the data stages differ: {', '.join(shared.artifacts_differ)}"] if shared.artifacts_differ else []
+    problems += [f"{s} is the clean run's" for s in own if other["stages"][s]["artifact"] == _artifact(base, s)]
+    problems += [f"{stage} does not verify" for stage in _unverified(store)]
+    built = {s: sum(r["stages"][s]["status"] == "executed" for r in records) for s in data}
+    twice = [s for s in data if built[s] > 1]
+    detail = f"two recipes sharing {len(data)} data stages in {wall_s:.0f} s; built twice: {', '.join(twice) or 'none'}"
+    lost, duplicated = same.lost + shared.lost, same.duplicated + shared.duplicated
+    return TrialResult("concurrent runs", not problems and not (lost or duplicated), lost, duplicated, wall_s,
+                       detail="; ".join([detail, *problems]))  # fmt: skip

@@ -162,6 +162,7 @@ def test_a_multipart_completion_that_did_not_happen_fails_naming_the_key(
 
 
 @pytest.mark.slow
+@pytest.mark.campaign  # the campaign's flaky-s3 fault: a whole run through the proxy (the unit cases above are CI's)
 def test_a_whole_run_through_a_flaky_s3_completes_verified_with_its_retries_counted(
     prefect_api: None, s3_endpoint: str, smoke_run: SmokeRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
