@@ -8,7 +8,8 @@ by key). Prints one line per trial as it ends, then the table, and as its last l
     .venv/bin/python benchmarks/chaos.py --faults killed-driver --trials 20 --recipe configs/smoke.yaml
     .venv/bin/python benchmarks/chaos.py --trials killed-driver=20,lost-node=1 --clean-store .bard/store
 
-Runs write their logs under --workdir (kept with --keep). Full disk mounts a tmpfs: it needs root.
+Runs write their logs under --workdir (kept with --keep). Full disk mounts a tmpfs: it needs root. Smallest size
+(tests/benchmarks): `--clean-store STORE --faults bad-input --bad-input-examples 20`.
 """
 
 from __future__ import annotations
@@ -146,6 +147,8 @@ def main() -> None:
     parser.add_argument("--clean-store", default=None, help="a local store whose newest completed run is the "
                         "reference (its recipe and overrides), instead of a clean run of --recipe")  # fmt: skip
     parser.add_argument("--until", default=None, help="trials stop after this stage (e.g. materialize)")
+    parser.add_argument("--bad-input-examples", type=int, default=Plan.bad_input_examples,
+                        help="bad input: generated cases per generator")  # fmt: skip
     parser.add_argument("--rerun-to-end", action="store_true", help="killed driver: rerun to the last stage, not "
                         "to the end of the killed one")  # fmt: skip
     args = parser.parse_args()
@@ -167,7 +170,8 @@ def main() -> None:
     results: list[TrialResult] = []
     for fault in faults:
         trials = args.trials.get(fault, args.trials.get(None, DEFAULT_TRIALS[fault]))
-        plan = Plan(trials=trials, seed=args.seed, rerun_to_end=args.rerun_to_end, cluster=two_nodes, s3=s3_server,
+        plan = Plan(trials=trials, seed=args.seed, rerun_to_end=args.rerun_to_end,
+                    bad_input_examples=args.bad_input_examples, cluster=two_nodes, s3=s3_server,
                     stack=lambda root: local_stack(root, clean.recipe), restart=start_server,
                     secrets=lambda root: secrets(root, clean.recipe))  # fmt: skip
         results += run_campaign(clean, [fault], workdir, plan, show)
