@@ -157,13 +157,26 @@ RUNNERS: dict[Fault, Runner] = {
 }
 
 
+def label(fault: Fault) -> str:
+    """The fault as the table names it (its trials' ``TrialResult.fault``)."""
+    return "flaky S3" if fault is Fault.FLAKY_S3 else fault.value.replace("-", " ")
+
+
 def run_campaign(
     clean: CleanRun, faults: list[Fault], workdir: Path, plan: Plan, on_result: Callable[[TrialResult], None]
 ) -> list[TrialResult]:
     rng = random.Random(plan.seed)
     results = []
     for fault in faults:
-        for result in RUNNERS[fault](clean, workdir / fault.value, plan, rng):
+        trials = RUNNERS[fault](clean, workdir / fault.value, plan, rng)
+        while True:
+            try:
+                result = next(trials)
+            except StopIteration:
+                break
+            except Exception as exc:  # a harness error fails its fault's next trial and the campaign goes on
+                result = TrialResult(label(fault), False, detail=f"the trial raised {type(exc).__name__}: {exc}")
+                trials = iter(())
             on_result(result)
             results.append(result)
     return results

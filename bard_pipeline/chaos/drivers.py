@@ -229,6 +229,12 @@ def concurrent_runs(clean: CleanRun, workdir: Path, copies: int = 3) -> TrialRes
 SHARED_DATA_VARIANT = ("sft.trl.learning_rate=5.0e-4",)
 
 
+def data_stages(rows: RunRows) -> list[str]:
+    """The stages of ``rows`` up to materialize, as a run record names them (``model:toy-student``: with a label)."""
+    last = STAGES.index("materialize")
+    return [s for s in rows.artifacts if STAGES.index(s.split(":", 1)[0]) <= last]
+
+
 def _artifact(record: Mapping[str, Any], stage: str) -> str | None:
     return record["stages"].get(stage, {}).get("artifact")
 
@@ -239,7 +245,7 @@ def shared_data_runs(clean: CleanRun, workdir: Path, variant: Sequence[str] = SH
     run; the variant's own artifacts (sft onward) are new and verify. The detail says which data stages were built
     by both runs (harmlessly twice: the first manifest to land wins, the other run uses it) and which once."""
     store_dir = workdir / "store"
-    data = [s for s in clean.expected().artifacts if STAGES.index(s) <= STAGES.index("materialize")]
+    data = data_stages(clean.expected())
     launches = [clean.launch(store_dir, workdir / "base.log"), clean.launch(store_dir, workdir / "v.log", variant)]
     t0 = time.monotonic()
     codes = [proc.wait() for proc in [launch.start() for launch in launches]]

@@ -1,9 +1,14 @@
 """The chaos campaign's bookkeeping: where a kill landed (``chaos.drivers.landed_in``, read from the killed
-run's log as the trials do), and the table."""
+run's log as the trials do), the data stages of a run, a trial that raises, and the table."""
 
 from __future__ import annotations
 
-from bard_pipeline.chaos.drivers import landed_in
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+from bard_pipeline.chaos.drivers import data_stages, landed_in
+from bard_pipeline.chaos.rows import RunRows
 
 LOG = """\
 15:00:43.338 | INFO    | Task run 'sample-e28' - sample: building file:///store/sample/ee13
@@ -29,3 +34,35 @@ def test_the_table_counts_every_trial_and_times_only_the_survivors() -> None:
     table = render(results)
     assert "| lost node | 2 | 1 | 0 | 0 | 66.0 / 66.0 | sample: nothing to lose |" in table
     assert table.splitlines()[-1] == "trials=3 survived=2 failed=1 lost=0 duplicated=2 secret_hits=0"
+
+
+def test_the_data_stages_are_found_by_their_stage_whatever_their_label() -> None:
+    stages = ["tokenizer", "model:toy-student", "ingest", "sample", "compress", "materialize", "sft", "rl"]
+    rows = RunRows({s: f"{s.split(':')[0]}/0" for s in stages}, {"sample:traces": Counter()})
+    assert data_stages(rows) == stages[:6]
+
+
+def test_a_trial_that_raises_is_a_failed_trial_and_the_campaign_goes_on(tmp_path: Path, monkeypatch: object) -> None:
+
+    from bard_pipeline.chaos import campaign
+    from bard_pipeline.chaos.drivers import CleanRun
+    from bard_pipeline.chaos.report import TrialResult
+
+    def broken(*_: object) -> Iterator[TrialResult]:
+        yield TrialResult("corruption", True, recovery_s=1.0)
+        raise ValueError("a harness bug")
+
+    def fine(*_: object) -> Iterator[TrialResult]:
+        yield TrialResult("bad input", True)
+
+    monkeypatch.setitem(campaign.RUNNERS, campaign.Fault.CORRUPTION, broken)
+    monkeypatch.setitem(campaign.RUNNERS, campaign.Fault.BAD_INPUT, fine)
+    clean = CleanRun("smoke.yaml", tmp_path, RunRows({}, {}), {})
+    seen: list[TrialResult] = []
+    faults = [campaign.Fault.CORRUPTION, campaign.Fault.BAD_INPUT]
+    results = campaign.run_campaign(clean, faults, tmp_path, campaign.Plan(trials=3), seen.append)
+    assert [r.survived for r in results] == [True, False, True] and seen == results
+    assert (
+        results[1].fault == campaign.label(campaign.Fault.CORRUPTION) == "corruption"
+        and "ValueError: a harness bug" in results[1].detail
+    )
