@@ -54,6 +54,13 @@ def two_nodes(root: Path) -> Iterator[NodeTarget]:
         yield NodeTarget(cluster.gcs_address, cluster.kill_worker_node, cluster.actors_on_worker)
 
 
+def _local_s3_credentials() -> None:
+    """Credentials for a local S3 server (it takes any), unless the environment has some."""
+    for key, value in (("AWS_ACCESS_KEY_ID", "chaos"), ("AWS_SECRET_ACCESS_KEY", "chaos-secret"),
+                       ("AWS_DEFAULT_REGION", "us-east-1")):  # fmt: skip
+        os.environ.setdefault(key, value)
+
+
 @contextmanager
 def s3_server(root: Path) -> Iterator[tuple[str, str]]:
     """moto's S3 server on 127.0.0.1 with a bucket (any credentials: set, unless the environment has some)."""
@@ -61,9 +68,7 @@ def s3_server(root: Path) -> Iterator[tuple[str, str]]:
 
     from bard_pipeline.infra.stack import Stack, free_port
 
-    for key, value in (("AWS_ACCESS_KEY_ID", "chaos"), ("AWS_SECRET_ACCESS_KEY", "chaos-secret"),
-                       ("AWS_DEFAULT_REGION", "us-east-1")):  # fmt: skip
-        os.environ.setdefault(key, value)
+    _local_s3_credentials()
     port, stack = free_port(), Stack(root)
     endpoint = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
@@ -81,6 +86,9 @@ def local_stack(root: Path, recipe: str) -> Iterator[StackTarget]:
     from bard_pipeline.infra.stack import free_port
     from bard_pipeline.infra.store import ArtifactStore
 
+    # This process reads the stack's S3 too: without credentials of its own (set by an earlier flaky-S3 trial)
+    # the trial raised NoCredentialsError.
+    _local_s3_credentials()
     port, s3_port, state = free_port(), free_port(), root / "stack"
     bard = [sys.executable, "-m", "bard_pipeline.flows.cli"]
     up = [*bard, "up", "--state-dir", str(state), "--port", str(port), "--s3", "--s3-port", str(s3_port),
