@@ -168,15 +168,12 @@ def run_campaign(
     rng = random.Random(plan.seed)
     results = []
     for fault in faults:
-        trials = RUNNERS[fault](clean, workdir / fault.value, plan, rng)
-        while True:
-            try:
-                result = next(trials)
-            except StopIteration:
-                break
-            except Exception as exc:  # a harness error fails its fault's next trial and the campaign goes on
-                result = TrialResult(label(fault), False, detail=f"the trial raised {type(exc).__name__}: {exc}")
-                trials = iter(())
-            on_result(result)
-            results.append(result)
+        try:
+            for result in RUNNERS[fault](clean, workdir / fault.value, plan, rng):
+                on_result(result)
+                results.append(result)
+        except Exception as exc:  # a harness error fails its fault's next trial and the campaign goes on
+            failed = TrialResult(label(fault), False, detail=f"the trial raised {type(exc).__name__}: {exc}")
+            on_result(failed)
+            results.append(failed)
     return results

@@ -80,8 +80,13 @@ class CleanRun:
         """The rows a trial must end with: the clean run's, up to ``until``."""
         if self.until is None:
             return self.rows
-        last = STAGES.index(self.until)
-        return self.rows.upto([s for s in self.rows.artifacts if STAGES.index(s.split(":", 1)[0]) <= last])
+        return self.rows.upto(stages_through(self.rows, self.until))
+
+
+def stages_through(rows: RunRows, last: str) -> list[str]:
+    """The stages of ``rows`` up to ``last``, as a run record names them (``model:toy-student``: with a label)."""
+    end = STAGES.index(last)
+    return [s for s in rows.artifacts if STAGES.index(s.split(":", 1)[0]) <= end]
 
 
 def copy_stages(source: Path, target: Path, stages: Sequence[str]) -> None:
@@ -229,12 +234,6 @@ def concurrent_runs(clean: CleanRun, workdir: Path, copies: int = 3) -> TrialRes
 SHARED_DATA_VARIANT = ("sft.trl.learning_rate=5.0e-4",)
 
 
-def data_stages(rows: RunRows) -> list[str]:
-    """The stages of ``rows`` up to materialize, as a run record names them (``model:toy-student``: with a label)."""
-    last = STAGES.index("materialize")
-    return [s for s in rows.artifacts if STAGES.index(s.split(":", 1)[0]) <= last]
-
-
 def _artifact(record: Mapping[str, Any], stage: str) -> str | None:
     return record["stages"].get(stage, {}).get("artifact")
 
@@ -244,8 +243,8 @@ def shared_data_runs(clean: CleanRun, workdir: Path, variant: Sequence[str] = SH
     both complete; both name the clean run's data artifacts, with its rows; the clean recipe's run equals the clean
     run; the variant's own artifacts (sft onward) are new and verify. The detail says which data stages were built
     by both runs (harmlessly twice: the first manifest to land wins, the other run uses it) and which once."""
-    store_dir = workdir / "store"
-    data = data_stages(clean.expected())
+    store_dir, expected = workdir / "store", clean.expected()
+    data = stages_through(expected, "materialize")
     launches = [clean.launch(store_dir, workdir / "base.log"), clean.launch(store_dir, workdir / "v.log", variant)]
     t0 = time.monotonic()
     codes = [proc.wait() for proc in [launch.start() for launch in launches]]
@@ -258,15 +257,14 @@ def shared_data_runs(clean: CleanRun, workdir: Path, variant: Sequence[str] = SH
     if sorted(is_variant) != [False, True]:
         return TrialResult("concurrent runs", False, recovery_s=wall_s, detail=f"two recipes: {len(records)} records")
     base, other = (records[is_variant.index(flag)] for flag in (False, True))
-    same = diff(clean.expected(), run_rows(store, base))
-    shared = diff(clean.expected().upto(data), run_rows(store, other).upto(data))
+    same = diff(expected, run_rows(store, base))
+    shared = diff(expected.upto(data), run_rows(store, other).upto(data))
     own = [s for s in other["stages"] if s not in data]
     problems = [f"the clean recipe's run differs: {', '.join(same.artifacts_differ)}"] if same.artifacts_differ else []
     problems += [f"the data stages differ: {', '.join(shared.artifacts_differ)}"] if shared.artifacts_differ else []
     problems += [f"{s} is the clean run's" for s in own if other["stages"][s]["artifact"] == _artifact(base, s)]
     problems += [f"{stage} does not verify" for stage in _unverified(store)]
-    built = {s: sum(r["stages"][s]["status"] == "executed" for r in records) for s in data}
-    twice = [s for s in data if built[s] > 1]
+    twice = [s for s in data if sum(r["stages"][s]["status"] == "executed" for r in records) > 1]
     detail = f"two recipes sharing {len(data)} data stages in {wall_s:.0f} s; built twice: {', '.join(twice) or 'none'}"
     lost, duplicated = same.lost + shared.lost, same.duplicated + shared.duplicated
     return TrialResult("concurrent runs", not problems and not (lost or duplicated), lost, duplicated, wall_s,

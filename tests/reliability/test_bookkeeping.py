@@ -7,7 +7,9 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-from bard_pipeline.chaos.drivers import data_stages, landed_in
+import pytest
+
+from bard_pipeline.chaos.drivers import landed_in, stages_through
 from bard_pipeline.chaos.rows import RunRows
 
 LOG = """\
@@ -39,11 +41,13 @@ def test_the_table_counts_every_trial_and_times_only_the_survivors() -> None:
 def test_the_data_stages_are_found_by_their_stage_whatever_their_label() -> None:
     stages = ["tokenizer", "model:toy-student", "ingest", "sample", "compress", "materialize", "sft", "rl"]
     rows = RunRows({s: f"{s.split(':')[0]}/0" for s in stages}, {"sample:traces": Counter()})
-    assert data_stages(rows) == stages[:6]
+    assert stages_through(rows, "materialize") == stages[:6]
+    assert stages_through(rows, "model") == stages[:2]
 
 
-def test_a_trial_that_raises_is_a_failed_trial_and_the_campaign_goes_on(tmp_path: Path, monkeypatch: object) -> None:
-
+def test_a_trial_that_raises_is_a_failed_trial_and_the_campaign_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from bard_pipeline.chaos import campaign
     from bard_pipeline.chaos.drivers import CleanRun
     from bard_pipeline.chaos.report import TrialResult
@@ -62,7 +66,5 @@ def test_a_trial_that_raises_is_a_failed_trial_and_the_campaign_goes_on(tmp_path
     faults = [campaign.Fault.CORRUPTION, campaign.Fault.BAD_INPUT]
     results = campaign.run_campaign(clean, faults, tmp_path, campaign.Plan(trials=3), seen.append)
     assert [r.survived for r in results] == [True, False, True] and seen == results
-    assert (
-        results[1].fault == campaign.label(campaign.Fault.CORRUPTION) == "corruption"
-        and "ValueError: a harness bug" in results[1].detail
-    )
+    assert results[1].fault == campaign.label(campaign.Fault.CORRUPTION) == "corruption"
+    assert "ValueError: a harness bug" in results[1].detail
