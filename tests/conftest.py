@@ -71,8 +71,22 @@ def prefect_api() -> Iterator[None]:
         yield
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """``-n auto`` (pyproject's addopts): one worker per CPU, at most four — each worker runs whole pipelines
+    (a Prefect API, Ray runtimes, training, vLLM servers), a few GiB and several processes apiece. The CPUs
+    this process may use, not the host's: a container's cpuset is what it has. ``PYTEST_XDIST_AUTO_NUM_WORKERS``
+    still decides where it is set (xdist's own hook reads it)."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return None
+    return max(1, min(len(os.sched_getaffinity(0)), 4))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked `gpu` run only where CUDA is available; a bare `pytest` stays CPU-only."""
+    """Modules with `slow` tests first, so that xdist hands out the long files while the short ones are left
+    to even out the workers' finish; tests marked `gpu` run only where CUDA is available (a bare `pytest`
+    stays CPU-only)."""
+    slow_modules = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_modules)  # stable: a module's tests stay together
     gpu_items = [item for item in items if item.get_closest_marker("gpu")]
     if not gpu_items:
         return
@@ -129,8 +143,20 @@ def vllm_server(vllm_python: Path, toy_model_dir: Path, tmp_path_factory: pytest
 
 
 @dataclass(frozen=True)
+class FlowOutcome:
+    """What the tests read of a flow's final Prefect state: a plain value, so that workers of a parallel run
+    that did not run the flow themselves can read it too."""
+
+    completed: bool
+    message: str
+
+    def is_completed(self) -> bool:
+        return self.completed
+
+
+@dataclass(frozen=True)
 class SmokeRun:
-    state: Any
+    state: FlowOutcome
     record: dict[str, Any]
     store: ArtifactStore
     root: Path
@@ -138,10 +164,19 @@ class SmokeRun:
 
 @pytest.fixture(scope="session")
 def smoke_run(prefect_api: None, tmp_path_factory: pytest.TempPathFactory) -> SmokeRun:
-    """The smoke recipe end to end, once per session for the tests that only read its results: evaluated on
-    its held-out toy problems and on a small multiple-choice file with one answerless row (which must be
-    counted and skipped)."""
-    root = tmp_path_factory.mktemp("smoke-run")
+    """The smoke recipe end to end, once per test run (shared by xdist workers) for the tests that only read
+    its results: evaluated on its held-out toy problems and on a small multiple-choice file with one answerless
+    row (which must be counted and skipped)."""
+    from bard_pipeline.infra.store import ArtifactStore
+    from tests.support.shared import build_once
+
+    root, summary = build_once(tmp_path_factory, "smoke-run", _smoke_run)
+    store = ArtifactStore(f"file://{root}/store")
+    outcome = FlowOutcome(summary["completed"], summary["message"])
+    return SmokeRun(outcome, store.read_run(summary["run_id"]), store, root)
+
+
+def _smoke_run(root: Path) -> dict[str, Any]:
     mc = root / "mini_mc.jsonl"
     rows = [
         {"id": "q1", "problem": "Which is even? (A) 3 (B) 4 (C) 5 (D) 7", "answer": "B"},
@@ -160,8 +195,8 @@ def smoke_run(prefect_api: None, tmp_path_factory: pytest.TempPathFactory) -> Sm
         # The "no native bf16" path (an AVX2-only CPU), whatever CPU runs the tests: training and the
         # transformers engine must then run in fp32 (the kill-and-resume test runs on the detected hardware).
         env.setenv("BARD_NATIVE_BF16", "0")
-        state, record, store = run_flow([f"store.root=file://{root}/store", f"evaluate.benchmarks={benchmarks}"])
-    return SmokeRun(state, record, store, root)
+        state, record, _ = run_flow([f"store.root=file://{root}/store", f"evaluate.benchmarks={benchmarks}"])
+    return {"run_id": record["run_id"], "completed": state.is_completed(), "message": str(state.message)}
 
 
 @dataclass(frozen=True)
@@ -177,15 +212,21 @@ class CliSmokeRun:
 
 @pytest.fixture(scope="session")
 def cli_smoke_run(vllm_python: Path, tmp_path_factory: pytest.TempPathFactory) -> CliSmokeRun:
-    """One full CLI run for the tests that read it (the GPU check's CPU mode, the terminal's readability): each
-    running its own cost about three minutes of CI."""
+    """One full CLI run for the tests that read it (the GPU check's CPU mode, the terminal's readability), once
+    per test run (shared by xdist workers): each running its own cost about three minutes of CI."""
+    from tests.support.shared import build_once
+
+    _, summary = build_once(tmp_path_factory, "cli-smoke", _cli_smoke_run)
+    return CliSmokeRun(**summary)
+
+
+def _cli_smoke_run(root: Path) -> dict[str, Any]:
     from bard_pipeline.infra import progress
 
-    root = tmp_path_factory.mktemp("cli-smoke")
     env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", progress.VERBOSE_ENV)}
     env |= {"BARD_CACHE_DIR": str(root / "cache"), "BARD_SMOKE_LOG": str(root / "run.log")}
     script = [str(REPO / "benchmarks" / "gpu_smoke.sh"), "--cpu"]
     done = subprocess.run(script, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     log = root / "run.log"
     lines = log.read_text(encoding="utf-8").splitlines() if log.is_file() else []
-    return CliSmokeRun(done.returncode, done.stdout, done.stderr, lines)
+    return {"returncode": done.returncode, "stdout": done.stdout, "stderr": done.stderr, "run_lines": lines}
