@@ -173,7 +173,7 @@ def main() -> None:
     def show(result: TrialResult) -> None:
         verdict = "survived" if result.survived else "FAILED"
         rows = f"{result.rows_lost} rows lost, {result.rows_duplicated} duplicated"  # the line alone is a record
-        print(f"chaos: {result.fault}: {verdict} in {result.recovery_s:.1f} s, {rows} ({result.detail})",
+        print(f"chaos: {result.fault.label}: {verdict} in {result.recovery_s:.1f} s, {rows} ({result.detail})",
               file=sys.stderr, flush=True)  # fmt: skip
 
     results: list[TrialResult] = []

@@ -30,7 +30,7 @@ from bard_core.config import FileSourceConfig, IngestConfig, RunConfig
 from bard_core.grading import GraderKind
 from bard_core.problems import ProblemCollector, ProblemFileError
 from bard_core.recipes import RECIPES_DIR, ConfigError, load_config, read_recipe
-from bard_pipeline.chaos.report import TrialResult
+from bard_pipeline.chaos.report import Fault, TrialResult
 from bard_pipeline.infra.sources import source_rows
 
 GENERATORS = ("problem files", "recipes", "overrides")
@@ -245,6 +245,6 @@ def run_bad_input(max_examples: int, seed: int | None = None, generators: Sequen
 def trials(max_examples: int, seed: int | None = None) -> list[TrialResult]:
     """The campaign's rows for this fault, one per generator: survived when none of its cases failed."""
     outcomes = {name: run_bad_input(max_examples, seed, generators=(name,)) for name in GENERATORS}
-    return [TrialResult("bad input", survived=not o.failures, cases=o.cases,
+    return [TrialResult(Fault.BAD_INPUT, survived=not o.failures, cases=o.cases,
                         detail=o.failures[0][:200] if o.failures else f"{name}: every case a named error or counted")
             for name, o in outcomes.items()]  # fmt: skip

@@ -7,7 +7,6 @@ short version.
 
 from __future__ import annotations
 
-import enum
 import random
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -18,25 +17,13 @@ from bard_pipeline.chaos.bad_input import trials as bad_input_trials
 from bard_pipeline.chaos.cluster import NodeTarget, lost_node
 from bard_pipeline.chaos.drivers import KILL_STAGES, CleanRun, concurrent_runs, killed_driver, shared_data_runs
 from bard_pipeline.chaos.flaky import flaky_s3
-from bard_pipeline.chaos.report import TrialResult
+from bard_pipeline.chaos.report import Fault, TrialResult
 from bard_pipeline.chaos.s3proxy import FaultPlan
 from bard_pipeline.chaos.server import StackTarget, server_restart
 from bard_pipeline.chaos.storage import corruption, full_disk
 from bard_pipeline.infra.stack import Stack
 from bard_pipeline.tasks.context import UNTIL_STAGES
 from bard_pipeline.tasks.stage import STAGES
-
-
-class Fault(enum.StrEnum):
-    KILLED_DRIVER = "killed-driver"
-    LOST_NODE = "lost-node"
-    FLAKY_S3 = "flaky-s3"
-    CONCURRENT_RUNS = "concurrent-runs"
-    FULL_DISK = "full-disk"
-    CORRUPTION = "corruption"
-    SERVER_RESTART = "server-restart"
-    SECRETS = "secrets"
-    BAD_INPUT = "bad-input"
 
 
 @dataclass(frozen=True)
@@ -157,11 +144,6 @@ RUNNERS: dict[Fault, Runner] = {
 }
 
 
-def label(fault: Fault) -> str:
-    """The fault as the table names it (its trials' ``TrialResult.fault``)."""
-    return "flaky S3" if fault is Fault.FLAKY_S3 else fault.value.replace("-", " ")
-
-
 def run_campaign(
     clean: CleanRun, faults: list[Fault], workdir: Path, plan: Plan, on_result: Callable[[TrialResult], None]
 ) -> list[TrialResult]:
@@ -173,7 +155,7 @@ def run_campaign(
                 on_result(result)
                 results.append(result)
         except Exception as exc:  # a harness error fails its fault's next trial and the campaign goes on
-            failed = TrialResult(label(fault), False, detail=f"the trial raised {type(exc).__name__}: {exc}")
+            failed = TrialResult(fault, False, detail=f"the trial raised {type(exc).__name__}: {exc}")
             on_result(failed)
             results.append(failed)
     return results

@@ -21,7 +21,7 @@ from typing import Any
 
 from bard_pipeline.chaos.drivers import CleanRun, seed_store, wait_until
 from bard_pipeline.chaos.harness import TrialError, completed_rows, kill_tree, wait_for
-from bard_pipeline.chaos.report import TrialResult
+from bard_pipeline.chaos.report import Fault, TrialResult
 from bard_pipeline.chaos.rows import diff
 from bard_pipeline.infra.store import ArtifactStore
 
@@ -70,7 +70,7 @@ def lost_node(
         victims = _wait_for_victims(proc, first.log, stage, target)
     except TrialError as exc:
         kill_tree(proc.pid)  # not left running on a cluster its caller is about to stop
-        return TrialResult("lost node", False, detail=f"{stage}: {exc}")
+        return TrialResult(Fault.LOST_NODE, False, detail=f"{stage}: {exc}")
     target.kill_worker()
     t_fault = time.monotonic()
     try:
@@ -78,7 +78,7 @@ def lost_node(
     except subprocess.TimeoutExpired:
         kill_tree(proc.pid)
         hung = f"{stage}: {victims} actors lost; the run hung on the lost node's resources"
-        return TrialResult("lost node", False, recovery_s=STAGE_TIMEOUT_S, detail=hung)
+        return TrialResult(Fault.LOST_NODE, False, recovery_s=STAGE_TIMEOUT_S, detail=hung)
     how = "finished on the node left"
     if code != 0:
         text = first.log_text()
@@ -86,10 +86,10 @@ def lost_node(
         how = "failed naming the lost node, rerun finished" if named else "failed without naming the node"
         rerun = clean.launch(store_dir, workdir / "rerun.log", extra)
         if rerun.run() != 0:
-            return TrialResult("lost node", False, recovery_s=time.monotonic() - t_fault,
+            return TrialResult(Fault.LOST_NODE, False, recovery_s=time.monotonic() - t_fault,
                                detail=f"{stage}: the rerun failed too (see {rerun.log})")  # fmt: skip
     recovery_s = time.monotonic() - t_fault
     rows = diff(clean.expected(), completed_rows(ArtifactStore(f"file://{store_dir}")))
     survived = rows.equal and "without naming" not in how and victims > 0
     detail = f"{stage}: {victims} actors on the lost node; {how}"
-    return TrialResult("lost node", survived, rows.lost, rows.duplicated, recovery_s, detail=detail)
+    return TrialResult(Fault.LOST_NODE, survived, rows.lost, rows.duplicated, recovery_s, detail=detail)

@@ -28,7 +28,7 @@ from bard_pipeline.chaos.harness import (
     store_scratch,
     wait_for,
 )
-from bard_pipeline.chaos.report import TrialResult
+from bard_pipeline.chaos.report import Fault, TrialResult
 from bard_pipeline.chaos.rows import RunRows, diff, run_rows
 from bard_pipeline.infra.reaper import SCRATCH_PREFIX, system_tmp
 from bard_pipeline.infra.store import ArtifactRef, ArtifactStore
@@ -173,10 +173,12 @@ def killed_driver(
         if trigger:
             wait_until(proc, store_dir, stage, trigger)
     except TrialError as exc:
-        return TrialResult("killed driver", False, detail=f"{stage}: {exc}")
+        return TrialResult(Fault.KILLED_DRIVER, False, detail=f"{stage}: {exc}")
     time.sleep(delay_s)
     if proc.poll() is not None:
-        return TrialResult("killed driver", False, detail=f"{stage}: the run ended before the kill at {delay_s:.1f} s")
+        return TrialResult(
+            Fault.KILLED_DRIVER, False, detail=f"{stage}: the run ended before the kill at {delay_s:.1f} s"
+        )
     orphans, driver_pid = sigkill(proc), proc.pid
     t_fault = time.monotonic()
     rerun = clean.launch(store_dir, workdir / "rerun.log", extra)
@@ -186,7 +188,7 @@ def killed_driver(
     if (landed := landed_in(first.log_text())) != stage:
         where += f" (landed in {landed}: {stage} had finished)"
     if code != 0:
-        return TrialResult("killed driver", False, recovery_s=recovery_s, detail=f"{where}: rerun exit {code}")
+        return TrialResult(Fault.KILLED_DRIVER, False, recovery_s=recovery_s, detail=f"{where}: rerun exit {code}")
     store = ArtifactStore(f"file://{store_dir}")
     stray = still_alive(orphans)
     scratch = store_scratch(store_dir) + [str(p) for p in system_tmp().glob(f"{SCRATCH_PREFIX}{driver_pid}-*")]
@@ -196,7 +198,7 @@ def killed_driver(
     problems += [f"artifacts differ: {', '.join(rows.artifacts_differ)}"] if rows.artifacts_differ else []
     detail = "; ".join([where, _resumed(store, stage, rerun.log_text()), *problems])
     return TrialResult(
-        "killed driver", not problems and rows.equal, rows.lost, rows.duplicated, recovery_s, detail=detail
+        Fault.KILLED_DRIVER, not problems and rows.equal, rows.lost, rows.duplicated, recovery_s, detail=detail
     )
 
 
@@ -215,7 +217,7 @@ def concurrent_runs(clean: CleanRun, workdir: Path, copies: int = 3) -> TrialRes
     codes = [proc.wait() for proc in procs]
     wall_s = time.monotonic() - t0
     if any(codes):
-        return TrialResult("concurrent runs", False, recovery_s=wall_s, detail=f"exit codes {codes}")
+        return TrialResult(Fault.CONCURRENT_RUNS, False, recovery_s=wall_s, detail=f"exit codes {codes}")
     store = ArtifactStore(f"file://{store_dir}")
     lost = duplicated = 0
     differ: set[str] = set()
@@ -227,7 +229,7 @@ def concurrent_runs(clean: CleanRun, workdir: Path, copies: int = 3) -> TrialRes
     survived = not (lost or duplicated or differ or bad)
     detail = f"{copies} runs in {wall_s:.0f} s" + (f"; differ: {sorted(differ)}" if differ else "")
     detail += f"; do not verify: {bad}" if bad else ""
-    return TrialResult("concurrent runs", survived, lost, duplicated, wall_s, detail=detail)
+    return TrialResult(Fault.CONCURRENT_RUNS, survived, lost, duplicated, wall_s, detail=detail)
 
 
 # A second recipe that shares the clean recipe's data stages: another SFT learning rate changes sft and what follows.
@@ -250,12 +252,14 @@ def shared_data_runs(clean: CleanRun, workdir: Path, variant: Sequence[str] = SH
     codes = [proc.wait() for proc in [launch.start() for launch in launches]]
     wall_s = time.monotonic() - t0
     if any(codes):
-        return TrialResult("concurrent runs", False, recovery_s=wall_s, detail=f"two recipes: exit codes {codes}")
+        return TrialResult(Fault.CONCURRENT_RUNS, False, recovery_s=wall_s, detail=f"two recipes: exit codes {codes}")
     store = ArtifactStore(f"file://{store_dir}")
     records = store.list_runs()
     is_variant = [any(o in variant for o in r.get("overrides", [])) for r in records]
     if sorted(is_variant) != [False, True]:
-        return TrialResult("concurrent runs", False, recovery_s=wall_s, detail=f"two recipes: {len(records)} records")
+        return TrialResult(
+            Fault.CONCURRENT_RUNS, False, recovery_s=wall_s, detail=f"two recipes: {len(records)} records"
+        )
     base, other = (records[is_variant.index(flag)] for flag in (False, True))
     same = diff(expected, run_rows(store, base))
     shared = diff(expected.upto(data), run_rows(store, other).upto(data))
@@ -267,5 +271,5 @@ def shared_data_runs(clean: CleanRun, workdir: Path, variant: Sequence[str] = SH
     twice = [s for s in data if sum(r["stages"][s]["status"] == "executed" for r in records) > 1]
     detail = f"two recipes sharing {len(data)} data stages in {wall_s:.0f} s; built twice: {', '.join(twice) or 'none'}"
     lost, duplicated = same.lost + shared.lost, same.duplicated + shared.duplicated
-    return TrialResult("concurrent runs", not problems and not (lost or duplicated), lost, duplicated, wall_s,
+    return TrialResult(Fault.CONCURRENT_RUNS, not problems and not (lost or duplicated), lost, duplicated, wall_s,
                        detail="; ".join([detail, *problems]))  # fmt: skip

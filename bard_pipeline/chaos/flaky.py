@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from bard_pipeline.chaos.drivers import CleanRun
-from bard_pipeline.chaos.report import TrialResult
+from bard_pipeline.chaos.report import Fault, TrialResult
 from bard_pipeline.chaos.rows import diff, run_rows
 from bard_pipeline.chaos.s3proxy import FAULT_KINDS, FaultPlan, FaultyS3Proxy
 from bard_pipeline.infra.store import ArtifactRef, ArtifactStore
@@ -30,7 +30,7 @@ def flaky_s3(clean: CleanRun, workdir: Path, s3_endpoint: str, bucket: str, plan
         store = ArtifactStore(root, proxy.url)
         records = [r for r in store.list_runs() if r.get("status") == "completed"] if code == 0 else []
         if not records:
-            return TrialResult("flaky S3", False, recovery_s=wall_s, detail=f"run exit {code}; see {launch.log}")
+            return TrialResult(Fault.FLAKY_S3, False, recovery_s=wall_s, detail=f"run exit {code}; see {launch.log}")
         record = records[-1]
         refs = [ArtifactRef.parse(info["artifact"]) for info in record["stages"].values()]
         damaged = [ref.key for ref in refs if store.verify(ref)]
@@ -41,5 +41,5 @@ def flaky_s3(clean: CleanRun, workdir: Path, s3_endpoint: str, bucket: str, plan
     problems = [f"do not verify: {damaged}"] if damaged else []
     problems += ["no retry counted in the manifests"] if faults and not retries else []
     detail = f"{faults} faults in {counts.get('requests', 0)} requests, {retries} retries in the manifests"
-    return TrialResult("flaky S3", not problems and rows.equal, rows.lost, rows.duplicated, wall_s,
+    return TrialResult(Fault.FLAKY_S3, not problems and rows.equal, rows.lost, rows.duplicated, wall_s,
                        detail="; ".join([detail, *problems]))  # fmt: skip

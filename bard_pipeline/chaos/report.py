@@ -6,9 +6,28 @@ The last line of the table is the totals as ``trials=N survived=N failed=N lost=
 
 from __future__ import annotations
 
+import enum
 import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
+
+
+class Fault(enum.StrEnum):
+    """The faults the campaign injects: the value is the command line's name (``--faults``), ``label`` the table's."""
+
+    KILLED_DRIVER = "killed-driver"
+    LOST_NODE = "lost-node"
+    FLAKY_S3 = "flaky-s3"
+    CONCURRENT_RUNS = "concurrent-runs"
+    FULL_DISK = "full-disk"
+    CORRUPTION = "corruption"
+    SERVER_RESTART = "server-restart"
+    SECRETS = "secrets"
+    BAD_INPUT = "bad-input"
+
+    @property
+    def label(self) -> str:
+        return "flaky S3" if self is Fault.FLAKY_S3 else self.value.replace("-", " ")
 
 
 @dataclass(frozen=True)
@@ -17,7 +36,7 @@ class TrialResult:
     clean run's, or the fault ended in the named error it should; ``recovery_s``: from the fault to a finished,
     verified run (the rerun's wall time where the fault stops the run)."""
 
-    fault: str
+    fault: Fault
     survived: bool
     rows_lost: int = 0
     rows_duplicated: int = 0
@@ -31,7 +50,7 @@ HEADER = ("fault", "trials", "survived", "rows lost", "rows duplicated", "recove
 
 
 def table_rows(results: Iterable[TrialResult]) -> list[tuple[str, ...]]:
-    by_fault: dict[str, list[TrialResult]] = {}
+    by_fault: dict[Fault, list[TrialResult]] = {}
     for result in results:
         by_fault.setdefault(result.fault, []).append(result)
     rows = []
@@ -40,10 +59,10 @@ def table_rows(results: Iterable[TrialResult]) -> list[tuple[str, ...]]:
         recovery = [t.recovery_s for t in trials if t.survived] or [0.0]
         cases = sum(t.cases for t in trials)
         notes = [f"{cases} cases"] if cases != len(trials) else []
-        notes += [f"secret hits {sum(t.secret_hits for t in trials)}"] if fault == "secrets" else []
+        notes += [f"secret hits {sum(t.secret_hits for t in trials)}"] if fault is Fault.SECRETS else []
         notes += [t.detail for t in trials if not t.survived and t.detail][:2]
         rows.append((
-            fault,
+            fault.label,
             str(len(trials)),
             str(sum(t.survived for t in trials)),
             str(sum(t.rows_lost for t in trials)),

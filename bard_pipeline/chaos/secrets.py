@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from bard_core.config import RayConfig
-from bard_pipeline.chaos.report import TrialResult
+from bard_pipeline.chaos.report import Fault, TrialResult
 from bard_pipeline.infra.ray_runtime import RaySession
 from bard_pipeline.infra.reaper import system_tmp
 
@@ -251,5 +251,7 @@ def secrets_trial(workdir: Path, secrets: Mapping[str, str], targets: Targets, r
     if not hits:
         shutil.rmtree(ray_dir, ignore_errors=True)  # kept when something leaked: it is the evidence
     survived = not hits and provoked and completed["working"]
-    result = TrialResult("secrets", survived, recovery_s=time.monotonic() - t0, secret_hits=len(hits), detail=detail)
+    result = TrialResult(
+        Fault.SECRETS, survived, recovery_s=time.monotonic() - t0, secret_hits=len(hits), detail=detail
+    )
     return SecretsReport(result, hits, states, scanned)

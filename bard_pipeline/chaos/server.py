@@ -15,7 +15,7 @@ from typing import Any
 
 from bard_pipeline.chaos.drivers import CleanRun
 from bard_pipeline.chaos.harness import completed_rows
-from bard_pipeline.chaos.report import TrialResult
+from bard_pipeline.chaos.report import Fault, TrialResult
 from bard_pipeline.chaos.rows import diff, run_rows
 from bard_pipeline.infra.stack import Stack, stop_tree
 from bard_pipeline.infra.store import ArtifactNotFoundError, ArtifactStore
@@ -103,7 +103,7 @@ def server_restart(clean: CleanRun, stack: StackTarget, restart: Callable[[Stack
     deadline = time.monotonic() + 300
     while "ingest" not in stages(store, str(run_id)):  # under way: a stage is committed
         if time.monotonic() > deadline:
-            return TrialResult("server restart", False, detail="the run did not start within 300 s")
+            return TrialResult(Fault.SERVER_RESTART, False, detail="the run did not start within 300 s")
         time.sleep(0.5)
     state = Stack(stack.state_dir)
     server = state.components()["prefect-server"]
@@ -118,11 +118,11 @@ def server_restart(clean: CleanRun, stack: StackTarget, restart: Callable[[Stack
         run = final(stack.api, run_id)
     recovery_s = time.monotonic() - t_fault
     if not run.state.is_completed():
-        return TrialResult("server restart", False, recovery_s=recovery_s, detail=f"ended {run.state.name}")
+        return TrialResult(Fault.SERVER_RESTART, False, recovery_s=recovery_s, detail=f"ended {run.state.name}")
     record = store.read_run(str(run_id))
     rows = diff(clean.expected(), run_rows(store, record))
     completed_rows(store)  # every artifact of the run verifies
     how = "crashed, the retry finished it" if retried else "the run completed"
     skipped = stages(store, str(run_id)).get("ingest") == "skipped"
     survived = rows.equal and (skipped or not retried)
-    return TrialResult("server restart", survived, rows.lost, rows.duplicated, recovery_s, detail=how)
+    return TrialResult(Fault.SERVER_RESTART, survived, rows.lost, rows.duplicated, recovery_s, detail=how)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bard_pipeline.chaos.drivers import CleanRun, seed_store
 from bard_pipeline.chaos.harness import RUN_TIMEOUT_S, TrialError, completed_rows, store_scratch, wait_for
-from bard_pipeline.chaos.report import TrialResult
+from bard_pipeline.chaos.report import Fault, TrialResult
 from bard_pipeline.chaos.rows import diff
 from bard_pipeline.infra.store import ArtifactRef, ArtifactStore, ChecksumMismatchError
 
@@ -73,7 +73,7 @@ def full_disk(clean: CleanRun, stage: str, workdir: Path, headroom_bytes: int = 
             try:
                 wait_for(proc, first.log, f"{stage}: building")  # the disk fills as the stage starts writing
             except TrialError as exc:
-                return TrialResult("full disk", False, detail=f"{stage}: {exc}")
+                return TrialResult(Fault.FULL_DISK, False, detail=f"{stage}: {exc}")
             filler = _fill(volume, headroom_bytes)
             code = proc.wait(timeout=RUN_TIMEOUT_S)
             text = first.log_text().lower()
@@ -88,14 +88,14 @@ def full_disk(clean: CleanRun, stage: str, workdir: Path, headroom_bytes: int = 
             rerun = clean.launch(store_dir, workdir / "rerun.log")
             if rerun.run() != 0:
                 problems.append(f"rerun after freeing space failed (see {rerun.log})")
-                return TrialResult("full disk", False, recovery_s=time.monotonic() - t0, detail="; ".join(problems))
+                return TrialResult(Fault.FULL_DISK, False, recovery_s=time.monotonic() - t0, detail="; ".join(problems))
             recovery_s = time.monotonic() - t0
             rows = diff(clean.expected(), completed_rows(store))
             problems += [f"scratch left: {s}" for s in store_scratch(store_dir)[:1]]
     except MountError as exc:
-        return TrialResult("full disk", False, detail=f"not run: {exc}")
+        return TrialResult(Fault.FULL_DISK, False, detail=f"not run: {exc}")
     survived = not problems and rows.equal
-    return TrialResult("full disk", survived, rows.lost, rows.duplicated, recovery_s,
+    return TrialResult(Fault.FULL_DISK, survived, rows.lost, rows.duplicated, recovery_s,
                        detail="; ".join([f"{stage}", *problems]))  # fmt: skip
 
 
@@ -129,12 +129,12 @@ def corruption(clean: CleanRun, stage: str, workdir: Path, rng: random.Random) -
     removed = _bard("artifacts", "rm", ref.key, "--store", f"file://{store_dir}")
     rerun = clean.launch(store_dir, workdir / "rerun.log")
     if removed.returncode != 0 or rerun.run() != 0:
-        return TrialResult("corruption", False, detail=f"{stage}: rm exit {removed.returncode}; rerun failed")
+        return TrialResult(Fault.CORRUPTION, False, detail=f"{stage}: rm exit {removed.returncode}; rerun failed")
     recovery_s = time.monotonic() - t0
     if store.verify(ref):
         problems.append("the rebuilt artifact does not verify")
     rows = diff(clean.expected(), completed_rows(store))
-    return TrialResult("corruption", not problems and rows.equal, rows.lost, rows.duplicated, recovery_s,
+    return TrialResult(Fault.CORRUPTION, not problems and rows.equal, rows.lost, rows.duplicated, recovery_s,
                        detail="; ".join([f"{stage} {entry.name}", *problems]))  # fmt: skip
 
 

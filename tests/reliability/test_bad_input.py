@@ -11,6 +11,7 @@ import pytest
 
 from bard_core.recipes import ConfigError, load_config
 from bard_pipeline.chaos.bad_input import GENERATORS, ConfigLoader, ProblemLoader, load_problems, run_bad_input, trials
+from bard_pipeline.chaos.report import Fault
 
 Rows = list[dict[str, Any]]
 
@@ -74,6 +75,6 @@ def test_a_broken_config_loader_is_caught(generator: str, loader: ConfigLoader, 
 
 def test_trials_are_one_row_per_generator() -> None:
     results = trials(max_examples=5, seed=3)
-    assert [r.fault for r in results] == ["bad input"] * 3
+    assert [r.fault for r in results] == [Fault.BAD_INPUT] * 3
     assert [r.cases for r in results] == [5, 5, 5] and all(r.survived for r in results)
     assert [r.detail.split(":")[0] for r in results] == list(GENERATORS)

@@ -26,15 +26,16 @@ def test_a_kill_lands_in_the_stage_last_seen_building() -> None:
 
 
 def test_the_table_counts_every_trial_and_times_only_the_survivors() -> None:
-    from bard_pipeline.chaos.report import TrialResult, render
+    from bard_pipeline.chaos.report import Fault, TrialResult, render
 
     results = [
-        TrialResult("lost node", False, detail="sample: nothing to lose"),  # ended before its fault: 0 s
-        TrialResult("lost node", True, recovery_s=66.0),
-        TrialResult("killed driver", True, rows_duplicated=2, recovery_s=40.0),
+        TrialResult(Fault.FLAKY_S3, False, detail="sample: nothing to lose"),  # ended before its fault: 0 s
+        TrialResult(Fault.FLAKY_S3, True, recovery_s=66.0),
+        TrialResult(Fault.KILLED_DRIVER, True, rows_duplicated=2, recovery_s=40.0),
     ]
     table = render(results)
-    assert "| lost node | 2 | 1 | 0 | 0 | 66.0 / 66.0 | sample: nothing to lose |" in table
+    assert "| flaky S3 | 2 | 1 | 0 | 0 | 66.0 / 66.0 | sample: nothing to lose |" in table
+    assert "| killed driver | 1 | 1 | 0 | 2 | 40.0 / 40.0 |  |" in table
     assert table.splitlines()[-1] == "trials=3 survived=2 failed=1 lost=0 duplicated=2 secret_hits=0"
 
 
@@ -50,14 +51,14 @@ def test_a_trial_that_raises_is_a_failed_trial_and_the_campaign_goes_on(
 ) -> None:
     from bard_pipeline.chaos import campaign
     from bard_pipeline.chaos.drivers import CleanRun
-    from bard_pipeline.chaos.report import TrialResult
+    from bard_pipeline.chaos.report import Fault, TrialResult
 
     def broken(*_: object) -> Iterator[TrialResult]:
-        yield TrialResult("corruption", True, recovery_s=1.0)
+        yield TrialResult(Fault.CORRUPTION, True, recovery_s=1.0)
         raise ValueError("a harness bug")
 
     def fine(*_: object) -> Iterator[TrialResult]:
-        yield TrialResult("bad input", True)
+        yield TrialResult(Fault.BAD_INPUT, True)
 
     monkeypatch.setitem(campaign.RUNNERS, campaign.Fault.CORRUPTION, broken)
     monkeypatch.setitem(campaign.RUNNERS, campaign.Fault.BAD_INPUT, fine)
@@ -66,5 +67,5 @@ def test_a_trial_that_raises_is_a_failed_trial_and_the_campaign_goes_on(
     faults = [campaign.Fault.CORRUPTION, campaign.Fault.BAD_INPUT]
     results = campaign.run_campaign(clean, faults, tmp_path, campaign.Plan(trials=3), seen.append)
     assert [r.survived for r in results] == [True, False, True] and seen == results
-    assert results[1].fault == campaign.label(campaign.Fault.CORRUPTION) == "corruption"
+    assert results[1].fault is Fault.CORRUPTION
     assert "ValueError: a harness bug" in results[1].detail
