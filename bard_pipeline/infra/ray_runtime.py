@@ -8,9 +8,12 @@ they still show.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,8 @@ from bard_pipeline.infra.reaper import system_tmp
 
 log = logging.getLogger(__name__)
 LOOPBACK = ("127.0.0.1", "localhost")
+RAY_DATA_DRAIN_S = 20.0  # how long shutdown waits for Ray Data's executors to finish (seconds)
+RAY_DATA_EXECUTOR = "ray.data._internal.execution.streaming_executor.StreamingExecutor"  # a Thread subclass
 
 
 def init_options(cfg: RayConfig, loud: bool) -> dict[str, Any]:
@@ -91,8 +96,36 @@ class RaySession:
             return
         import ray
 
+        drain_ray_data()
         ray.shutdown()
         self._started_here = False
+
+
+def ray_data_threads() -> list[threading.Thread]:
+    """Live scheduling loops of Ray Data's streaming executors in this process (each a ``Thread`` subclass).
+    Not the helpers an iteration leaves waiting on their queues for as long as it lives (block and metadata
+    prefetch): they make no call into Ray while idle."""
+    current = threading.current_thread()
+    return [
+        t
+        for t in threading.enumerate()
+        if t is not current and t.is_alive() and f"{type(t).__module__}.{type(t).__name__}" == RAY_DATA_EXECUTOR
+    ]
+
+
+def drain_ray_data(timeout_s: float = RAY_DATA_DRAIN_S) -> None:
+    """Let Ray Data finish before ``ray.shutdown()``: a thread that calls into Ray after the shutdown finds the
+    core worker gone, and Ray then ends the whole process ("The core worker has already been shutdown ... The
+    process will exit": a notebook's kernel, a pytest worker; seen in CI right after a run whose actor-pool actor
+    was restarted). A finished iteration's executor waits only 2 s for its scheduling loop, and objects holding
+    Ray references are freed by the garbage collector in whichever thread it runs: collect now, while Ray is up,
+    then wait for the executors still running."""
+    gc.collect()
+    deadline = time.monotonic() + timeout_s
+    for thread in ray_data_threads():
+        thread.join(max(0.0, deadline - time.monotonic()))
+    if left := ray_data_threads():
+        log.warning("Ray Data threads still running after %.0f s: %s", timeout_s, ", ".join(t.name for t in left))
 
 
 class _Spent:
