@@ -101,7 +101,7 @@ class RaySession:
         self._started_here = False
 
 
-def ray_data_threads() -> list[threading.Thread]:
+def ray_data_executors() -> list[threading.Thread]:
     """Live scheduling loops of Ray Data's streaming executors in this process (each a ``Thread`` subclass).
     Not the helpers an iteration leaves waiting on their queues for as long as it lives (block and metadata
     prefetch): they make no call into Ray while idle."""
@@ -122,10 +122,10 @@ def drain_ray_data(timeout_s: float = RAY_DATA_DRAIN_S) -> None:
     then wait for the executors still running."""
     gc.collect()
     deadline = time.monotonic() + timeout_s
-    for thread in ray_data_threads():
+    for thread in ray_data_executors():
         thread.join(max(0.0, deadline - time.monotonic()))
-    if left := ray_data_threads():
-        log.warning("Ray Data threads still running after %.0f s: %s", timeout_s, ", ".join(t.name for t in left))
+    if left := ray_data_executors():
+        log.warning("Ray Data executors still running after %.0f s: %s", timeout_s, ", ".join(t.name for t in left))
 
 
 class _Spent:

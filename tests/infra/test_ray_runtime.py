@@ -1,5 +1,5 @@
-"""The run's Ray runtime: shutting it down waits for Ray Data's executors (a busy one calling into Ray after
-``ray.shutdown()`` makes Ray end the whole process), and only for them."""
+"""The run's Ray runtime: shutting it down first waits for Ray Data's running executors (a thread that calls
+into Ray after ``ray.shutdown()`` makes Ray end the whole process), and only for them."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from bard_core.config import RayConfig
-from bard_pipeline.infra.ray_runtime import RaySession, drain_ray_data, ray_data_threads
+from bard_pipeline.infra.ray_runtime import RaySession, drain_ray_data, ray_data_executors
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +38,9 @@ def test_draining_waits_for_a_running_executor(session: RaySession) -> None:
     consumer = threading.Thread(target=consume, daemon=True)
     consumer.start()
     deadline = time.monotonic() + 60
-    while not ray_data_threads() and time.monotonic() < deadline:
+    while not ray_data_executors() and time.monotonic() < deadline:
         time.sleep(0.01)
-    executors = ray_data_threads()
+    executors = ray_data_executors()
     assert executors, "no executor thread was seen while the dataset ran"
     drain_ray_data()
     assert not any(t.is_alive() for t in executors)
@@ -54,7 +54,7 @@ def test_an_abandoned_iterator_s_idle_helpers_are_not_waited_for(session: RaySes
     batches = iter(ray.data.range(2000, override_num_blocks=20).iter_batches(batch_size=10))
     next(batches)  # the iterator lives on, and with it prefetch threads waiting on their queues
     deadline = time.monotonic() + 60
-    while ray_data_threads() and time.monotonic() < deadline:
+    while ray_data_executors() and time.monotonic() < deadline:
         time.sleep(0.05)  # the executor produces its 20 blocks (they wait in its output queue) and ends
     assert "Prefetcher" in {t.name for t in threading.enumerate()}
-    assert not ray_data_threads()
+    assert not ray_data_executors()
